@@ -1,0 +1,11 @@
+"""manualgrad: recurrent and continuous-depth networks with every derivative written by hand.
+
+Modules: :mod:`~manualgrad.backend` (NumPy/CuPy switch), :mod:`~manualgrad.activations`,
+:mod:`~manualgrad.losses`, :mod:`~manualgrad.rnn` (JP eqs. 5-13), :mod:`~manualgrad.layered`
+(JP eqs. 1-4), :mod:`~manualgrad.bptt` (BW-BPTT), :mod:`~manualgrad.inspect`,
+:mod:`~manualgrad.check`, :mod:`~manualgrad.testing`, :mod:`~manualgrad.data`.
+"""
+__version__ = "0.1.0"
+
+from . import activations, backend, check, losses, rnn  # noqa: F401,E402
+from .backend import get_backend, set_backend, use_backend  # noqa: F401,E402

@@ -1,0 +1,313 @@
+"""The vanilla RNN and its adjoint system (JP eqs. (5)-(13); BW simple RNN).
+
+Notation (docs/conventions.md). Time-major input ``u`` of shape (T, B, p), hidden size m, output
+size l. Parameters, named as in JP eq. (5)::
+
+    W_rec (m, m)   W_in (m, p)   b1 (m,)   W_out (l, m)   b2 (l,)
+
+Forward (JP eq. 5; BW-RNN with W_hh = W_rec, W_xh = W_in)::
+
+    z_t   = W_rec x_{t-1} + W_in u_t + b1          t = 1..T
+    x_t   = sigma(z_t)
+    o     = W_out x_T + b2,   yhat = sigma_out(o)  (many-to-one, JP)
+    o_t   = W_out x_t + b2,   yhat_t = sigma_out(o_t)  (many-to-many, BW: loss summed over t)
+
+Adjoint system, with JP's sign convention lambda_k = -dF_b/dx_k, per example b (JP eqs. 6-8)::
+
+    delta     = -dF_b/dyhat                                     (6)
+    lambda_T  = W_out^T [sigma_out'(o) o delta]                 (7)
+    lambda_k  = W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]        (8)   k = T-1..1
+    lambda_0  = W_rec^T [sigma'(z_1) o lambda_1]                (adjoint of the initial state)
+
+Many-to-many adds W_out^T [sigma_out'(o_k) o delta_k] to every lambda_k. Gradients of the batch
+mean F = (1/B) sum_b F_b (JP eqs. 9-13; the ``o lambda_k`` dropped from eq. (11) restored)::
+
+    dF/dW_out = -(1/B) sum_b (sigma_out'(o) o delta) x_T^T               (9)
+    dF/db2    = -(1/B) sum_b  sigma_out'(o) o delta                      (10)
+    dF/db1    = -(1/B) sum_b sum_k sigma'(z_k) o lambda_k                (11)
+    dF/dW_rec = -(1/B) sum_b sum_k [sigma'(z_k) o lambda_k] x_{k-1}^T    (12)
+    dF/dW_in  = -(1/B) sum_b sum_k [sigma'(z_k) o lambda_k] u_k^T        (13)
+
+Array layout: ``x`` has T+1 rows (x[0] = x_0, x[k] = x_k); ``z``, ``lam`` have T rows with
+z[k-1] = z_k and lam[k-1] = lambda_k. Batched rows are examples, so "W v" is written ``v @ W.T``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from . import activations, backend, losses
+from ._validate import axis_matches, float_array, params_mapping
+
+__all__ = ["PARAM_NAMES", "init_params", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint",
+           "gradients", "loss", "sweep", "loss_and_grad", "check_params"]
+
+PARAM_NAMES = ("W_rec", "W_in", "b1", "W_out", "b2")
+
+
+def init_params(p, m, l, seed=0, scale=None, bias_scale=0.0, dtype=None):
+    """Random parameters for JP eq. (5): a dict with W_rec (m,m), W_in (m,p), b1 (m,), W_out (l,m), b2 (l,).
+
+    Weights are N(0, s^2) with s = ``scale`` for every matrix, or, when ``scale`` is None,
+    s = 1/sqrt(fan_in) (fan_in = m for W_rec and W_out, p for W_in). Biases are
+    N(0, bias_scale^2) (zero by default). The JP authors' code used N(0, 1) everywhere:
+    ``scale=1.0, bias_scale=1.0``. Drawn on the host from ``default_rng(seed)``, in the order
+    W_rec, W_in, b1, W_out, b2, so both backends get the same numbers.
+    """
+    for v, n in ((p, "p"), (m, "m"), (l, "l")):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError("init_params: %s must be a positive integer, got %r" % (n, v))
+    if scale is not None and not (scale >= 0):
+        raise ValueError("init_params: scale must be >= 0 or None, got %r" % (scale,))
+    if not (bias_scale >= 0):
+        raise ValueError("init_params: bias_scale must be >= 0, got %r" % (bias_scale,))
+    rng = backend.host_rng(seed)
+
+    def std(fan_in):
+        return (1.0 / fan_in ** 0.5) if scale is None else float(scale)
+
+    return {
+        "W_rec": backend.randn((m, m), rng=rng, scale=std(m), dtype=dtype),
+        "W_in": backend.randn((m, p), rng=rng, scale=std(p), dtype=dtype),
+        "b1": backend.randn((m,), rng=rng, scale=bias_scale, dtype=dtype),
+        "W_out": backend.randn((l, m), rng=rng, scale=std(m), dtype=dtype),
+        "b2": backend.randn((l,), rng=rng, scale=bias_scale, dtype=dtype),
+    }
+
+
+def check_params(params):
+    """Validate the five JP eq. (5) parameters against each other; return them on the backend."""
+    if not hasattr(params, "keys") or "W_rec" not in params or "W_in" not in params \
+            or "W_out" not in params:
+        return params_mapping(params, PARAM_NAMES, {n: (None,) for n in PARAM_NAMES}, "the RNN")
+    W_rec, W_in, W_out = params["W_rec"], params["W_in"], params["W_out"]
+    try:
+        m, p, l = W_in.shape[0], W_in.shape[1], W_out.shape[0]
+    except (AttributeError, IndexError):
+        m = p = l = None
+    return params_mapping(params, PARAM_NAMES, {
+        "W_rec": (m, m), "W_in": (m, p), "b1": (m,), "W_out": (l, m), "b2": (l,)}, "the RNN")
+
+
+@dataclass
+class Trajectory:
+    """What the forward sweep computed and the adjoint sweep needs (arrays on the backend).
+
+    u (T,B,p); x (T+1,B,m) with x[k] = x_k; z (T,B,m) with z[k-1] = z_k; o, yhat (B,l), or
+    (T,B,l) when ``many_to_many``; activation and output are :class:`~manualgrad.activations.Activation`.
+    """
+
+    u: object
+    x: object
+    z: object
+    o: object
+    yhat: object
+    activation: activations.Activation
+    output: activations.Activation
+    many_to_many: bool = False
+
+    @property
+    def T(self):
+        return self.u.shape[0]
+
+    @property
+    def B(self):
+        return self.u.shape[1]
+
+    @property
+    def x0(self):
+        return self.x[0]
+
+
+@dataclass
+class Adjoint:
+    """The adjoint solution of JP eqs. (6)-(8), per example (not divided by the batch size).
+
+    lam (T,B,m): lam[k-1] = lambda_k = -dF_b/dx_k.  lam0 (B,m): lambda_0 = -dF_b/dx_0.
+    lam_z (T,B,m): sigma'(z_k) o lambda_k = -dF_b/dz_k, the bracket of JP eqs. (11)-(13).
+    delta: -dF_b/dyhat (JP eq. 6), or None when only ``delta_out`` was given.
+    delta_out: -dF_b/do = sigma_out'(o)^T delta, shape of ``o``.
+    """
+
+    lam: object
+    lam0: object
+    lam_z: object
+    delta: Optional[object]
+    delta_out: object
+
+
+def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_many=False):
+    """JP eq. (5): run the RNN over ``u`` (T, B, p) from ``x0`` (B, m), (m,) or zeros.
+
+    Returns a :class:`Trajectory`. The input projection W_in u_t + b1 is one matrix product for
+    all steps; then one product W_rec x_{t-1} per step.
+    """
+    params = check_params(params)
+    act = activations.get(activation, "hidden")
+    out = activations.get(output, "output", argname="output")
+    W_rec, W_in, b1, W_out, b2 = (params[n] for n in PARAM_NAMES)
+    m, p = W_in.shape
+    u = float_array(u, "u", ndim=3, axes=("T", "B", "p"))
+    T, B, _ = u.shape
+    if T < 1 or B < 1:
+        raise ValueError("u must have at least one step and one example, got shape %s"
+                         % (tuple(u.shape),))
+    axis_matches("u", u, 2, "p, input size", p, "W_in has %d columns")
+    xp = backend.xp()
+    x = xp.empty((T + 1, B, m), dtype=u.dtype)
+    if x0 is None:
+        x[0] = 0.0
+    else:
+        x0 = float_array(x0, "x0")
+        if x0.shape not in ((B, m), (m,)):
+            raise ValueError("x0 must have shape (B, m) = (%d, %d) or (m,) = (%d,), got %s"
+                             % (B, m, m, tuple(x0.shape)))
+        x[0] = x0
+    z = (u.reshape(T * B, p) @ W_in.T + b1).reshape(T, B, m)  # W_in u_t + b1, all t at once
+    for t in range(T):
+        z[t] += x[t] @ W_rec.T
+        x[t + 1] = act.f(z[t])
+    xs = x[1:] if many_to_many else x[T]
+    o = xs @ W_out.T + b2
+    return Trajectory(u, x, z, o, out.f(o), act, out, bool(many_to_many))
+
+
+def adjoint(params, traj, delta=None, *, delta_out=None):
+    """JP eqs. (6)-(8): every lambda_k, k = T..1, and lambda_0, from delta = -dF_b/dyhat.
+
+    ``delta``: shape of ``traj.yhat``, per example (JP eq. 6). Alternatively ``delta_out`` =
+    -dF_b/do (what a fused head gives stably; see :class:`~manualgrad.losses.Head`).
+    Returns an :class:`Adjoint` whose ``lam`` has shape (T, B, m).
+    """
+    params = check_params(params)
+    W_rec, W_out = params["W_rec"], params["W_out"]
+    if (delta is None) == (delta_out is None):
+        raise TypeError("adjoint: give exactly one of delta (-dF/dyhat) and delta_out (-dF/do)")
+    if delta_out is None:
+        delta = float_array(delta, "delta")
+        if delta.shape != traj.yhat.shape:
+            raise ValueError("delta must have the shape of traj.yhat %s, got %s"
+                             % (tuple(traj.yhat.shape), tuple(delta.shape)))
+        delta_out = traj.output.vjp(traj.o, traj.yhat, delta)  # sigma_out'(o) o delta
+    else:
+        delta_out = float_array(delta_out, "delta_out")
+        if delta_out.shape != traj.o.shape:
+            raise ValueError("delta_out must have the shape of traj.o %s, got %s"
+                             % (tuple(traj.o.shape), tuple(delta_out.shape)))
+    xp = backend.xp()
+    T = traj.T
+    dsigma = traj.activation.grad(traj.z, traj.x[1:])  # sigma'(z_k) for all k at once
+    lam = xp.empty_like(traj.z)
+    lam_z = xp.empty_like(traj.z)
+    if traj.many_to_many:
+        lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
+    else:
+        lam[T - 1] = delta_out @ W_out  # (7)
+    for k in range(T - 1, 0, -1):  # lam[k] is lambda_{k+1}
+        lam_z[k] = dsigma[k] * lam[k]
+        if traj.many_to_many:
+            lam[k - 1] += lam_z[k] @ W_rec  # (8) plus the step's own output term
+        else:
+            lam[k - 1] = lam_z[k] @ W_rec  # (8)
+    lam_z[0] = dsigma[0] * lam[0]
+    lam0 = lam_z[0] @ W_rec
+    return Adjoint(lam=lam, lam0=lam0, lam_z=lam_z, delta=delta, delta_out=delta_out)
+
+
+def gradients(params, traj, lam, delta=None):
+    """JP eqs. (9)-(13): dF/dtheta of the batch mean F, as a dict like ``params``.
+
+    ``lam`` is the :class:`Adjoint` from :func:`adjoint` (then ``delta`` is not needed), or the
+    raw (T, B, m) array of lambdas together with ``delta``. Each sum over steps is one matrix
+    product over all T*B rows.
+    """
+    params = check_params(params)
+    if not isinstance(lam, Adjoint):
+        if delta is None:
+            raise TypeError("gradients: pass the Adjoint from adjoint(), or lam with delta")
+        lam = float_array(lam, "lam", ndim=3, axes=("T", "B", "m"))
+        if lam.shape != traj.z.shape:
+            raise ValueError("lam must have shape (T, B, m) = %s, got %s"
+                             % (tuple(traj.z.shape), tuple(lam.shape)))
+        ref = adjoint(params, traj, delta)
+        dsigma = traj.activation.grad(traj.z, traj.x[1:])
+        lam = Adjoint(lam=lam, lam0=None, lam_z=dsigma * lam, delta=ref.delta,
+                      delta_out=ref.delta_out)
+    T, B, m = traj.z.shape
+    p, l = traj.u.shape[2], traj.o.shape[-1]
+    lz = lam.lam_z.reshape(T * B, m)
+    do = lam.delta_out.reshape(-1, l)
+    xs = (traj.x[1:] if traj.many_to_many else traj.x[T]).reshape(-1, m)
+    return {
+        "W_rec": -(lz.T @ traj.x[:-1].reshape(T * B, m)) / B,  # (12)
+        "W_in": -(lz.T @ traj.u.reshape(T * B, p)) / B,  # (13)
+        "b1": -lz.sum(axis=0) / B,  # (11)
+        "W_out": -(do.T @ xs) / B,  # (9)
+        "b2": -do.sum(axis=0) / B,  # (10)
+    }
+
+
+@dataclass
+class Sweep:
+    """Everything one forward + adjoint sweep produced (see :func:`sweep`).
+
+    F: batch mean loss (0-d array of the backend); F_b: per-example losses (B,); traj, adj;
+    grads: dF/dtheta; grad_x0: dF/dx_0 = -lambda_0 / B, shape (B, m); y: targets as used.
+    """
+
+    F: object
+    F_b: object
+    traj: Trajectory
+    adj: Adjoint
+    grads: dict
+    grad_x0: object
+    y: object
+    head: losses.Head
+
+
+def _head_and_targets(traj, y, loss):
+    head = losses.get_head(traj.output, loss)
+    lead = traj.o.shape[:-1]
+    Y = losses.targets(y, traj.o.shape[-1], head.loss, lead)
+    return head, Y
+
+
+def _per_example(F):
+    return F.sum(axis=0) if F.ndim == 2 else F  # many-to-many: loss summed over the steps
+
+
+def loss(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
+         many_to_many=False):
+    """F = batch mean of F_b (forward only; the function that finite differences check)."""
+    traj = forward(params, u, x0, activation, output, many_to_many)
+    head, Y = _head_and_targets(traj, y, loss)
+    return _per_example(head.value(traj.o, traj.yhat, Y)).mean()
+
+
+def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
+          many_to_many=False):
+    """Forward (JP 5), loss, adjoint (JP 6-8) and gradients (JP 9-13) in one call; a :class:`Sweep`.
+
+    ``y``: targets, shape (B, l) (or (B,) when l = 1, or integer labels (B,) for
+    cross_entropy); many-to-many: (T, B, l) or (T, B).
+    """
+    traj = forward(params, u, x0, activation, output, many_to_many)
+    head, Y = _head_and_targets(traj, y, loss)
+    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
+    adj = adjoint(params, traj, delta_out=delta_out)
+    with backend.errstate(divide="ignore", invalid="ignore"):
+        adj.delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
+    grads = gradients(params, traj, adj)
+    return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head)
+
+
+def loss_and_grad(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
+                  many_to_many=False):
+    """``(F, grads)``: the batch-mean loss and its exact gradient (JP eqs. 5-13).
+
+    ``grads`` is a dict with the keys of ``params``. For the adjoints themselves use
+    :func:`sweep`. Defaults follow the LTG task: tanh hidden units, sigmoid output, BCE.
+    """
+    s = sweep(params, u, y, x0, activation, output, loss, many_to_many)
+    return s.F, s.grads
