@@ -7,5 +7,5 @@ Modules: :mod:`~manualgrad.backend` (NumPy/CuPy switch), :mod:`~manualgrad.activ
 """
 __version__ = "0.1.0"
 
-from . import activations, backend, check, losses, rnn  # noqa: F401,E402
+from . import activations, backend, bptt, check, data, inspect, layered, losses, optim, rnn, train  # noqa: F401,E402,E501
 from .backend import get_backend, set_backend, use_backend  # noqa: F401,E402

@@ -89,6 +89,12 @@ def check_params(params):
         "W_rec": (m, m), "W_in": (m, p), "b1": (m,), "W_out": (l, m), "b2": (l,)}, "the RNN")
 
 
+def _step(k, lo, hi, what):
+    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
+        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
+    return int(k)
+
+
 @dataclass
 class Trajectory:
     """What the forward sweep computed and the adjoint sweep needs (arrays on the backend).
@@ -118,6 +124,14 @@ class Trajectory:
     def x0(self):
         return self.x[0]
 
+    def x_at(self, k):
+        """x_k (B, m), k = 0..T (the paper's 1-based step index; x_0 is the initial state)."""
+        return self.x[_step(k, 0, self.T, "x_k")]
+
+    def z_at(self, k):
+        """z_k = W_rec x_{k-1} + W_in u_k + b1 (B, m), k = 1..T."""
+        return self.z[_step(k, 1, self.T, "z_k") - 1]
+
 
 @dataclass
 class Adjoint:
@@ -134,6 +148,11 @@ class Adjoint:
     lam_z: object
     delta: Optional[object]
     delta_out: object
+
+    def lam_at(self, k):
+        """lambda_k (B, m) for k = 0..T in the paper's indexing (lambda_0 = ``lam0``)."""
+        k = _step(k, 0, self.lam.shape[0], "lambda_k")
+        return self.lam0 if k == 0 else self.lam[k - 1]
 
 
 def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_many=False):

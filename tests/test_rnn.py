@@ -136,3 +136,17 @@ def test_init_params_shapes_scale_and_seed():
     big = rnn.init_params(5, 400, 1, seed=1, scale=1.0, bias_scale=1.0)
     assert abs(big["W_rec"].std() - 1.0) < 0.02 and big["b1"].std() > 0.5
     assert abs(rnn.init_params(5, 400, 1, seed=1)["W_rec"].std() - 0.05) < 0.002
+
+
+def test_paper_indexed_accessors():
+    P = rnn.init_params(2, 3, 1, seed=0)
+    u = np.random.default_rng(0).standard_normal((4, 2, 2))
+    s = rnn.sweep(P, u, np.ones((2, 1)))
+    assert np.array_equal(s.traj.x_at(0), s.traj.x[0]) and np.array_equal(s.traj.x_at(4), s.traj.x[4])
+    assert np.array_equal(s.traj.z_at(1), s.traj.z[0])
+    assert np.array_equal(s.adj.lam_at(4), s.adj.lam[3]) and s.adj.lam_at(0) is s.adj.lam0
+    for bad in (5, -1, 1.0):
+        with pytest.raises(IndexError, match=r"step k must be an integer in \[0, 4\]"):
+            s.adj.lam_at(bad)
+    with pytest.raises(IndexError, match=r"\[1, 4\]"):
+        s.traj.z_at(0)
