@@ -12,7 +12,7 @@ For users writing their own property-based derivative tests, and for manualgrad'
         rep = check.gradients(prob.loss, prob.params, grads, **prob.fd_options())
         assert rep.max_error < 1e-7, rep
 
-The profile ``"manualgrad"`` (no deadline, 30 examples, no database writes needed) is registered
+The profile ``"manualgrad"`` (no deadline, 60 examples) is registered
 here; load it with ``hypothesis.settings.load_profile("manualgrad")``. Shapes are small, inputs
 are N(0, 1), weights N(0, s^2/fan_in) with s in [0.3, 1.5], so nothing overflows; relu
 problems are kept off their kinks (``assume_off_kinks``) and checked with the narrow
@@ -31,7 +31,7 @@ from . import backend, rnn
 __all__ = ["HEADS", "seeds", "sizes", "hidden_activations", "heads", "rnn_problems", "RNNProblem"]
 
 settings.register_profile(
-    "manualgrad", deadline=None, max_examples=30, print_blob=True,
+    "manualgrad", deadline=None, max_examples=60, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "manualgrad-thorough", deadline=None, max_examples=300, print_blob=True,
