@@ -31,7 +31,8 @@ class Activation:
     ----------
     name : str
     f : callable ``f(z) -> a``
-    grad : callable ``grad(z, a) -> sigma'(z)`` (elementwise activations; ``None`` for softmax)
+    grad : callable ``grad(z, a) -> sigma'(z)`` (elementwise activations; ``None`` for softmax);
+        must return a new array (the adjoint sweep writes into it)
     grad2 : callable ``grad2(z, a) -> sigma''(z)`` (elementwise activations; ``None`` for softmax)
     elementwise : bool
     """
@@ -75,7 +76,8 @@ def _tanh(z):
 
 def _tanh_grad(z, a=None):
     a = _tanh(z) if a is None else a
-    return 1.0 - a * a
+    g = a * a
+    return _xp().subtract(1.0, g, out=g)  # 1 - a^2 with one temporary
 
 
 def _tanh_grad2(z, a=None):

@@ -161,7 +161,11 @@ def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_man
     Returns a :class:`Trajectory`. The input projection W_in u_t + b1 is one matrix product for
     all steps; then one product W_rec x_{t-1} per step.
     """
-    params = check_params(params)
+    return _forward(check_params(params), u, x0, activation, output, many_to_many)
+
+
+def _forward(params, u, x0, activation, output, many_to_many):
+    """:func:`forward` with ``params`` already validated (inputs are still checked)."""
     act = activations.get(activation, "hidden")
     out = activations.get(output, "output", argname="output")
     W_rec, W_in, b1, W_out, b2 = (params[n] for n in PARAM_NAMES)
@@ -182,9 +186,12 @@ def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_man
             raise ValueError("x0 must have shape (B, m) = (%d, %d) or (m,) = (%d,), got %s"
                              % (B, m, m, tuple(x0.shape)))
         x[0] = x0
-    z = (u.reshape(T * B, p) @ W_in.T + b1).reshape(T, B, m)  # W_in u_t + b1, all t at once
+    z = (u.reshape(T * B, p) @ W_in.T).reshape(T, B, m)  # W_in u_t, all t at once
+    z += b1
+    rec = xp.empty((B, m), dtype=u.dtype)  # W_rec x_{t-1}: one buffer for all steps
     for t in range(T):
-        z[t] += x[t] @ W_rec.T
+        xp.matmul(x[t], W_rec.T, out=rec)
+        z[t] += rec
         x[t + 1] = act.f(z[t])
     xs = x[1:] if many_to_many else x[T]
     o = xs @ W_out.T + b2
@@ -199,7 +206,6 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     Returns an :class:`Adjoint` whose ``lam`` has shape (T, B, m).
     """
     params = check_params(params)
-    W_rec, W_out = params["W_rec"], params["W_out"]
     if (delta is None) == (delta_out is None):
         raise TypeError("adjoint: give exactly one of delta (-dF/dyhat) and delta_out (-dF/do)")
     if delta_out is None:
@@ -213,22 +219,29 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
         if delta_out.shape != traj.o.shape:
             raise ValueError("delta_out must have the shape of traj.o %s, got %s"
                              % (tuple(traj.o.shape), tuple(delta_out.shape)))
+    return _adjoint(params, traj, delta_out, delta)
+
+
+def _adjoint(params, traj, delta_out, delta=None):
+    """The sweep of JP eqs. (7)-(8) on validated arrays (see :func:`adjoint`)."""
+    W_rec, W_out = params["W_rec"], params["W_out"]
     xp = backend.xp()
     T = traj.T
-    dsigma = traj.activation.grad(traj.z, traj.x[1:])  # sigma'(z_k) for all k at once
+    # lam_z starts as sigma'(z_k) for all k at once; step k multiplies in lambda_k
+    lam_z = traj.activation.grad(traj.z, traj.x[1:])
     lam = xp.empty_like(traj.z)
-    lam_z = xp.empty_like(traj.z)
     if traj.many_to_many:
         lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
+        rec = xp.empty_like(lam[0])  # W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]
     else:
-        lam[T - 1] = delta_out @ W_out  # (7)
+        xp.matmul(delta_out, W_out, out=lam[T - 1])  # (7)
     for k in range(T - 1, 0, -1):  # lam[k] is lambda_{k+1}
-        lam_z[k] = dsigma[k] * lam[k]
+        lam_z[k] *= lam[k]
         if traj.many_to_many:
-            lam[k - 1] += lam_z[k] @ W_rec  # (8) plus the step's own output term
+            lam[k - 1] += xp.matmul(lam_z[k], W_rec, out=rec)  # (8) plus the step's output term
         else:
-            lam[k - 1] = lam_z[k] @ W_rec  # (8)
-    lam_z[0] = dsigma[0] * lam[0]
+            xp.matmul(lam_z[k], W_rec, out=lam[k - 1])  # (8)
+    lam_z[0] *= lam[0]
     lam0 = lam_z[0] @ W_rec
     return Adjoint(lam=lam, lam0=lam0, lam_z=lam_z, delta=delta, delta_out=delta_out)
 
@@ -252,6 +265,11 @@ def gradients(params, traj, lam, delta=None):
         dsigma = traj.activation.grad(traj.z, traj.x[1:])
         lam = Adjoint(lam=lam, lam0=None, lam_z=dsigma * lam, delta=ref.delta,
                       delta_out=ref.delta_out)
+    return _gradients(traj, lam)
+
+
+def _gradients(traj, lam):
+    """JP eqs. (9)-(13) from a validated trajectory and its :class:`Adjoint` (see :func:`gradients`)."""
     T, B, m = traj.z.shape
     p, l = traj.u.shape[2], traj.o.shape[-1]
     lz = lam.lam_z.reshape(T * B, m)
@@ -310,14 +328,15 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
     ``y``: targets, shape (B, l) (or (B,) when l = 1, or integer labels (B,) for
     cross_entropy); many-to-many: (T, B, l) or (T, B).
     """
-    traj = forward(params, u, x0, activation, output, many_to_many)
+    params = check_params(params)  # validated once; the sweeps below trust their inputs
+    traj = _forward(params, u, x0, activation, output, many_to_many)
     head, Y = _head_and_targets(traj, y, loss)
     F_b = _per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
-    adj = adjoint(params, traj, delta_out=delta_out)
     with backend.errstate(divide="ignore", invalid="ignore"):
-        adj.delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
-    grads = gradients(params, traj, adj)
+        delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
+    adj = _adjoint(params, traj, delta_out, delta)
+    grads = _gradients(traj, adj)
     return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head)
 
 
