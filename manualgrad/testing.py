@@ -121,12 +121,13 @@ class RNNProblem:
 
 @st.composite
 def rnn_problems(draw, max_T=6, max_B=4, max_p=4, max_m=6, max_l=4, hidden=HIDDEN, head=HEADS,
-                 many_to_many=None, x0=None):
+                 many_to_many=None, x0=None, min_T=1, max_scale=1.5):
     """Strategy for :class:`RNNProblem`: shapes, seed, activation, head, x0 given or not.
 
-    ``many_to_many`` / ``x0``: None draws both ways, True/False fixes it.
+    ``many_to_many`` / ``x0``: None draws both ways, True/False fixes it. Weights are
+    N(0, s^2 / fan_in) with s drawn from [0.3, ``max_scale``].
     """
-    T = draw(sizes(max_T))
+    T = draw(sizes(max_T, min_value=min_T))
     B = draw(sizes(max_B))
     p = draw(sizes(max_p))
     m = draw(sizes(max_m))
@@ -136,7 +137,7 @@ def rnn_problems(draw, max_T=6, max_B=4, max_p=4, max_m=6, max_l=4, hidden=HIDDE
     m2m = draw(st.booleans()) if many_to_many is None else many_to_many
     with_x0 = draw(st.booleans()) if x0 is None else x0
     seed = draw(seeds())
-    scale = draw(st.floats(0.3, 1.5))
+    scale = draw(st.floats(0.3, max_scale))
     rng = backend.host_rng(seed)
     params = rnn.init_params(p, m, l, seed=seed, bias_scale=0.3)
     params = {k: v * scale if k.startswith("W") else v for k, v in params.items()}
