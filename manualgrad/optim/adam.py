@@ -1,0 +1,154 @@
+"""Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1), on mappings.
+
+For every parameter array theta (elementwise; g_t = dF/dtheta at step t, all products and powers
+elementwise)::
+
+    t     <- t + 1
+    m_t   <- beta1 * m_{t-1} + (1 - beta1) * g_t            biased first-moment estimate
+    v_t   <- beta2 * v_{t-1} + (1 - beta2) * g_t^2          biased second raw-moment estimate
+    mhat  <- m_t / (1 - beta1^t)                            bias-corrected (m_0 = 0 pulls m_t to 0)
+    vhat  <- v_t / (1 - beta2^t)
+    theta <- theta - lr * mhat / (sqrt(vhat) + eps)
+
+with m_0 = v_0 = 0 and t_0 = 0. The step counter t is shared by all arrays of the mapping. At
+t = 1 the step is lr * g / (|g| + eps), i.e. about lr * sign(g) whatever the scale of g; with a
+constant gradient every step has that length (the "trust region" of Sec. 2.1).
+
+This is Algorithm 1 literally (eps added to sqrt(vhat)), not the reordered form of the paper's
+Sec. 2 (lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t), eps added to sqrt(v_t)); the two differ
+only through where eps enters.
+
+:func:`adam_step` is a pure function: the state goes in and comes out, nothing is modified in
+place, calling it twice with the same inputs gives the same answer. :class:`Adam` wraps it as an
+optimizer object holding the state, like :class:`~manualgrad.optim.sgd.SGD`::
+
+    opt = Adam(lr=1e-3)
+    params = opt.step(params, grads)    # opt.state == {"m": {...}, "v": {...}, "t": 1}
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from .. import backend
+
+__all__ = ["adam_init", "adam_step", "Adam"]
+
+
+def _check_hyper(where, lr, beta1, beta2, eps):
+    """Return the hyperparameters as floats; TypeError / ValueError naming the bad one."""
+    out = []
+    for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)):
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError("%s: %s must be a real number, got %r" % (where, name, value))
+        out.append(float(value))
+    lr, beta1, beta2, eps = out
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError("%s: lr must be > 0 and finite, got %r" % (where, lr))
+    for name, b in (("beta1", beta1), ("beta2", beta2)):
+        if not (0.0 <= b < 1.0):
+            raise ValueError("%s: %s must satisfy 0 <= %s < 1, got %r" % (where, name, name, b))
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError("%s: eps must be > 0 and finite, got %r" % (where, eps))
+    return lr, beta1, beta2, eps
+
+
+def _check_mapping(where, what, mapping):
+    if not hasattr(mapping, "keys") or not hasattr(mapping, "items"):
+        raise TypeError("%s: %s must be a mapping {name: array}, got %s"
+                        % (where, what, type(mapping).__name__))
+    for name, a in mapping.items():
+        if not backend.is_array(a):
+            raise TypeError("%s: %s[%r] must be an array of the backend, got %s"
+                            % (where, what, name, type(a).__name__))
+
+
+def _check_same(where, what, params, other):
+    """``other`` (grads, state m or v) must have the keys and shapes of ``params``."""
+    if set(other) != set(params):
+        raise ValueError("%s: %s keys %s differ from params keys %s"
+                         % (where, what, sorted(other), sorted(params)))
+    for k in params:
+        if tuple(other[k].shape) != tuple(params[k].shape):
+            raise ValueError("%s: %s[%r] has shape %s but params[%r] has shape %s"
+                             % (where, what, k, tuple(other[k].shape), k, tuple(params[k].shape)))
+
+
+def adam_init(params):
+    """The initial state: ``{"m": zeros like params, "v": zeros like params, "t": 0}``."""
+    _check_mapping("adam_init", "params", params)
+    zeros = {k: backend.array_module_of(p).zeros_like(p) for k, p in params.items()}
+    return {"m": zeros, "v": {k: z.copy() for k, z in zeros.items()}, "t": 0}
+
+
+def _check_state(where, params, state):
+    if not hasattr(state, "keys") or set(state) != {"m", "v", "t"}:
+        raise ValueError("%s: state must be a mapping with keys 'm', 'v', 't' (from adam_init or "
+                         "a previous adam_step), got %r"
+                         % (where, sorted(state) if hasattr(state, "keys") else state))
+    t = state["t"]
+    if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        raise ValueError("%s: state['t'] must be an integer >= 0, got %r" % (where, t))
+    for what in ("m", "v"):
+        _check_mapping(where, "state[%r]" % what, state[what])
+        _check_same(where, "state[%r]" % what, params, state[what])
+
+
+def adam_step(params, grads, state=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba 2015, Algorithm 1). Pure: returns ``(new_params, new_state)``.
+
+    Parameters
+    ----------
+    params, grads : mappings name -> floating array, the same keys and shapes (grads = dF/dparams).
+    state : ``{"m": mapping, "v": mapping, "t": int}`` from :func:`adam_init` or a previous call;
+        None means :func:`adam_init(params) <adam_init>` (t = 0).
+    lr : step size alpha > 0.   beta1, beta2 : decay rates in [0, 1).   eps : > 0.
+
+    Returns new dicts; ``params``, ``grads`` and ``state`` are not modified. Arrays keep their
+    dtype (float32 stays float32: the scalars are Python floats).
+    """
+    where = "adam_step"
+    lr, beta1, beta2, eps = _check_hyper(where, lr, beta1, beta2, eps)
+    _check_mapping(where, "params", params)
+    _check_mapping(where, "grads", grads)
+    _check_same(where, "grads", params, grads)
+    if state is None:
+        state = adam_init(params)
+    _check_state(where, params, state)
+
+    t = state["t"] + 1
+    bias1 = 1.0 - beta1 ** t          # 1 - beta1^t
+    bias2 = 1.0 - beta2 ** t          # 1 - beta2^t
+    new_params, m_new, v_new = {}, {}, {}
+    for k, theta in params.items():
+        xp = backend.array_module_of(theta)
+        g = grads[k]
+        m = beta1 * state["m"][k] + (1.0 - beta1) * g          # m_t
+        v = beta2 * state["v"][k] + (1.0 - beta2) * (g * g)    # v_t
+        m_hat = m / bias1
+        v_hat = v / bias2
+        new_params[k] = theta - lr * m_hat / (xp.sqrt(v_hat) + eps)
+        m_new[k], v_new[k] = m, v
+    return new_params, {"m": m_new, "v": v_new, "t": t}
+
+
+class Adam:
+    """Adam as an optimizer object: ``params = opt.step(params, grads)``; the moments live in
+    ``opt.state`` (None before the first step). Each object has its own state; :meth:`reset`
+    forgets it (e.g. before training a new model)."""
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = _check_hyper("Adam", lr, beta1, beta2, eps)
+        self.state = None
+
+    def step(self, params, grads):
+        params, self.state = adam_step(params, grads, self.state, self.lr, self.beta1,
+                                       self.beta2, self.eps)
+        return params
+
+    def reset(self):
+        self.state = None
+
+    def __repr__(self):
+        return "Adam(lr=%g, beta1=%g, beta2=%g, eps=%g)" % (self.lr, self.beta1, self.beta2,
+                                                           self.eps)
