@@ -144,14 +144,24 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _shift_to_argmax(s, v):
+    """v - v[argmax s]: J^T 1 = 0, so J^T v is unchanged, but s o (v - s.v) no longer cancels
+    catastrophically when s saturates (max s -> 1)."""
+    xp = _xp()
+    i = s.argmax(axis=-1)[..., None]
+    return v - xp.take_along_axis(v, i, axis=-1)
+
+
 def _softmax_vjp(z, a, v):
     s = _softmax(z) if a is None else a
+    v = _shift_to_argmax(s, v)
     return s * (v - (s * v).sum(axis=-1, keepdims=True))
 
 
 def _softmax_vjp2(z, a, v, w):
     # d(J^T v) in direction w, with ds = J w:  ds*v - ds (s.v) - s (ds.v)
     s = _softmax(z) if a is None else a
+    v = _shift_to_argmax(s, v)
     ds = _softmax_vjp(z, s, w)
     return (ds * v - ds * (s * v).sum(axis=-1, keepdims=True)
             - s * (ds * v).sum(axis=-1, keepdims=True))

@@ -40,7 +40,8 @@ from . import activations, backend, losses
 from ._validate import axis_matches, float_array, params_mapping
 
 __all__ = ["PARAM_NAMES", "init_params", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint",
-           "gradients", "loss", "sweep", "loss_and_grad", "check_params"]
+           "gradients", "loss", "sweep", "loss_and_grad", "check_params", "hvp", "hvp_sweep",
+           "HVPSweep", "check_direction"]
 
 PARAM_NAMES = ("W_rec", "W_in", "b1", "W_out", "b2")
 
@@ -80,7 +81,7 @@ def check_params(params):
     if not hasattr(params, "keys") or "W_rec" not in params or "W_in" not in params \
             or "W_out" not in params:
         return params_mapping(params, PARAM_NAMES, {n: (None,) for n in PARAM_NAMES}, "the RNN")
-    W_rec, W_in, W_out = params["W_rec"], params["W_in"], params["W_out"]
+    W_in, W_out = params["W_in"], params["W_out"]
     try:
         m, p, l = W_in.shape[0], W_in.shape[1], W_out.shape[0]
     except (AttributeError, IndexError):
@@ -333,7 +334,7 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
     head, Y = _head_and_targets(traj, y, loss)
     F_b = _per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
-    with backend.errstate(divide="ignore", invalid="ignore"):
+    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
     adj = _adjoint(params, traj, delta_out, delta)
     grads = _gradients(traj, adj)
@@ -349,3 +350,207 @@ def loss_and_grad(params, u, y, x0=None, activation="tanh", output="sigmoid", lo
     """
     s = sweep(params, u, y, x0, activation, output, loss, many_to_many)
     return s.F, s.grads
+
+
+# =============================================================================================
+# Second-order adjoint: Hessian-vector products of F in the parameters
+# (JP Sec. I, refs [4],[5]: second-order adjoint; what is differentiated: JP eqs. (5)-(13)).
+# Derivation and tests: docs/hvp.md.
+# =============================================================================================
+
+@dataclass
+class HVPSweep:
+    """Everything one Hessian-vector product computed (see :func:`hvp_sweep`); arrays on the backend.
+
+    Dots are derivatives d/de at e = 0 along theta + e v (the tangents of the quantities of
+    :class:`Trajectory` and :class:`Adjoint`; x_0 and the data are not perturbed).
+
+    F: batch-mean loss; grads: dF/dtheta (JP 9-13); traj, adj: the first-order sweeps;
+    v: the direction as validated (dict like params);
+    z_dot (T,B,m): z_dot[k-1] = z_dot_k;  x_dot (T+1,B,m): x_dot[k] = x_dot_k, x_dot[0] = 0;
+    o_dot: shape of ``traj.o``;  g_dot = -d^2F_b/do^2 o_dot, shape of ``traj.o`` (g = adj.delta_out);
+    lam_dot (T,B,m): lam_dot[k-1] = lambda_dot_k;
+    a_dot (T,B,m): a_dot[k-1] = d/de [sigma'(z_k) o lambda_k];
+    hv: H v, dict like params (H the Hessian of F in the five parameters).
+    """
+
+    F: object
+    grads: dict
+    traj: Trajectory
+    adj: Adjoint
+    v: dict
+    z_dot: object
+    x_dot: object
+    o_dot: object
+    g_dot: object
+    lam_dot: object
+    a_dot: object
+    hv: dict
+
+
+def check_direction(params, v, name="v"):
+    """Validate a direction ``v`` in parameter space against ``params``; return it on the backend.
+
+    ``v`` must be a mapping with exactly the keys W_rec, W_in, b1, W_out, b2, each a finite float
+    array of the shape of the parameter it perturbs.
+    """
+    if not hasattr(v, "keys"):
+        raise TypeError("%s must be a mapping like params with keys %s, got %s"
+                        % (name, ", ".join(PARAM_NAMES), type(v).__name__))
+    missing = [n for n in PARAM_NAMES if n not in v]
+    extra = [str(k) for k in v.keys() if k not in PARAM_NAMES]
+    if missing or extra:
+        raise ValueError("%s must have exactly the keys of params (%s): %s"
+                         % (name, ", ".join(PARAM_NAMES), "; ".join(
+                             s for s in ("missing " + ", ".join(missing) if missing else "",
+                                         "unexpected " + ", ".join(extra) if extra else "") if s)))
+    out = {}
+    for n in PARAM_NAMES:
+        a = float_array(v[n], "%s[%r]" % (name, n))
+        if tuple(a.shape) != tuple(params[n].shape):
+            raise ValueError("%s[%r] has shape %s, expected %s (the shape of params[%r])"
+                             % (name, n, tuple(a.shape), tuple(params[n].shape), n))
+        out[n] = a
+    return out
+
+
+def _tangent(params, v, traj):
+    """Tangent (forward-mode) sweep of JP eq. (5) along v: z_dot, x_dot (x_dot_0 = 0), o_dot, sigma'(z).
+
+        z_dot_k = W_rec_dot x_{k-1} + W_rec x_dot_{k-1} + W_in_dot u_k + b1_dot     k = 1..T
+        x_dot_k = sigma'(z_k) o z_dot_k
+        o_dot   = W_out_dot x_T + W_out x_dot_T + b2_dot    (many-to-many: every k)
+
+    The terms known from the forward trajectory are one product over all T*B rows each; the
+    loop does one product W_rec x_dot_{k-1} per step. Shapes as in :class:`HVPSweep`.
+    """
+    W_rec, W_out = params["W_rec"], params["W_out"]
+    xp = backend.xp()
+    T, B, m = traj.z.shape
+    p = traj.u.shape[2]
+    z_dot = (traj.x[:-1].reshape(T * B, m) @ v["W_rec"].T
+             + traj.u.reshape(T * B, p) @ v["W_in"].T).reshape(T, B, m)
+    z_dot += v["b1"]
+    dsig = traj.activation.grad(traj.z, traj.x[1:])  # sigma'(z_k), all k
+    x_dot = xp.empty_like(traj.x)
+    x_dot[0] = 0.0  # x_0 is data
+    rec = xp.empty((B, m), dtype=traj.x.dtype)
+    for t in range(T):  # z_dot[t] is z_dot_{t+1}
+        if t > 0:  # x_dot_0 = 0: no recurrent term at the first step
+            z_dot[t] += xp.matmul(x_dot[t], W_rec.T, out=rec)
+        xp.multiply(dsig[t], z_dot[t], out=x_dot[t + 1])
+    xs, xs_dot = (traj.x[1:], x_dot[1:]) if traj.many_to_many else (traj.x[T], x_dot[T])
+    o_dot = xs @ v["W_out"].T + xs_dot @ W_out.T + v["b2"]
+    return z_dot, x_dot, o_dot, dsig
+
+
+def _second_order_adjoint(params, v, traj, adj, z_dot, dsig, g_dot):
+    """Second-order adjoint sweep: the tangent of JP eqs. (7)-(8) along v, backwards in time.
+
+    With a_k = sigma'(z_k) o lambda_k (``adj.lam_z``) and g = -dF_b/do (``adj.delta_out``)::
+
+        lam_dot_T     = W_out_dot^T g + W_out^T g_dot                                 (tangent of 7)
+        a_dot_k       = sigma''(z_k) o z_dot_k o lambda_k + sigma'(z_k) o lam_dot_k
+        lam_dot_{k-1} = W_rec_dot^T a_k + W_rec^T a_dot_k,   k = T..2               (tangent of 8)
+
+    Many-to-many adds W_out_dot^T g_k + W_out^T g_dot_k to every lam_dot_k. The terms known
+    before the sweep are products over all rows at once; the loop does one product per step.
+    Returns ``(lam_dot, a_dot)``, both (T, B, m), index k-1 for step k.
+    """
+    W_rec, W_out = params["W_rec"], params["W_out"]
+    xp = backend.xp()
+    T, B, m = z_dot.shape
+    g = adj.delta_out
+    # a_dot starts as sigma''(z_k) o z_dot_k o lambda_k for all k; step k adds sigma'(z_k) o lam_dot_k
+    a_dot = traj.activation.vjp2(traj.z, traj.x[1:], adj.lam, z_dot)
+    lam_dot = xp.empty_like(z_dot)
+    if traj.many_to_many:
+        lam_dot[:] = g @ v["W_out"] + g_dot @ W_out  # the output term of every step
+        lam_dot[:-1] += adj.lam_z[1:] @ v["W_rec"]  # W_rec_dot^T a_{k+1}, k = 1..T-1
+    else:
+        lam_dot[T - 1] = g @ v["W_out"] + g_dot @ W_out  # tangent of (7)
+        lam_dot[:-1] = adj.lam_z[1:] @ v["W_rec"]
+    rec = xp.empty((B, m), dtype=z_dot.dtype)
+    for k in range(T - 1, 0, -1):  # lam_dot[k] is lam_dot_{k+1}, complete
+        a_dot[k] += dsig[k] * lam_dot[k]
+        lam_dot[k - 1] += xp.matmul(a_dot[k], W_rec, out=rec)  # tangent of (8)
+    a_dot[0] += dsig[0] * lam_dot[0]
+    return lam_dot, a_dot
+
+
+def _hvp_gradients(traj, adj, x_dot, a_dot, g_dot):
+    """Tangents of JP eqs. (9)-(13) along v: H v, a dict like params (step sums as products)."""
+    T, B, m = traj.z.shape
+    p, l = traj.u.shape[2], traj.o.shape[-1]
+    a = adj.lam_z.reshape(T * B, m)
+    ad = a_dot.reshape(T * B, m)
+    g = adj.delta_out.reshape(-1, l)
+    gd = g_dot.reshape(-1, l)
+    if traj.many_to_many:
+        xs, xs_dot = traj.x[1:].reshape(T * B, m), x_dot[1:].reshape(T * B, m)
+    else:
+        xs, xs_dot = traj.x[T], x_dot[T]
+    return {
+        "W_rec": -(ad.T @ traj.x[:-1].reshape(T * B, m) + a.T @ x_dot[:-1].reshape(T * B, m)) / B,
+        "W_in": -(ad.T @ traj.u.reshape(T * B, p)) / B,  # tangent of (13): u is data
+        "b1": -ad.sum(axis=0) / B,  # tangent of (11)
+        "W_out": -(gd.T @ xs + g.T @ xs_dot) / B,  # tangent of (9)
+        "b2": -gd.sum(axis=0) / B,  # tangent of (10)
+    }
+
+
+def hvp_sweep(params, u, y, v, x0=None, activation="tanh", output="sigmoid", loss="bce",
+              many_to_many=False):
+    """H v with every intermediate tangent, for inspection: an :class:`HVPSweep` (see :func:`hvp`)."""
+    params = check_params(params)
+    v = check_direction(params, v)
+    traj = _forward(params, u, x0, activation, output, many_to_many)  # JP (5)
+    head, Y = _head_and_targets(traj, y, loss)
+    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    g = head.delta_out(traj.o, traj.yhat, Y)  # -dF_b/do (JP 6 composed with sigma_out')
+    adj = _adjoint(params, traj, g)  # JP (7)-(8)
+    grads = _gradients(traj, adj)  # JP (9)-(13)
+    z_dot, x_dot, o_dot, dsig = _tangent(params, v, traj)
+    g_dot = -head.hvp(traj.o, traj.yhat, Y, o_dot)  # tangent of -dF_b/do
+    lam_dot, a_dot = _second_order_adjoint(params, v, traj, adj, z_dot, dsig, g_dot)
+    hv = _hvp_gradients(traj, adj, x_dot, a_dot, g_dot)
+    return HVPSweep(F_b.mean(), grads, traj, adj, v, z_dot, x_dot, o_dot, g_dot, lam_dot, a_dot, hv)
+
+
+def hvp(params, u, y, v, x0=None, activation="tanh", output="sigmoid", loss="bce",
+        many_to_many=False):
+    """Hessian-vector product H v of the batch-mean F in the five parameters (second-order adjoint).
+
+    The matrix-free primitive JP builds on (JP Sec. I, refs [4],[5]: second-order adjoint),
+    applied to the RNN of JP eqs. (5)-(13): forward-over-reverse, written out by hand. One call
+    runs four sweeps, each O(T B m (m + p + l)):
+
+    1. forward (JP 5) and 2. adjoint (JP 6-8), as in :func:`sweep`;
+    3. tangent sweep forward in time along v (x_dot_0 = 0; x0 and the data are not differentiated)::
+
+           z_dot_k = W_rec_dot x_{k-1} + W_rec x_dot_{k-1} + W_in_dot u_k + b1_dot
+           x_dot_k = sigma'(z_k) o z_dot_k                                  k = 1..T
+           o_dot   = W_out_dot x_T + W_out x_dot_T + b2_dot            (many-to-many: every step)
+           g_dot   = -d^2F_b/do^2 o_dot              (tangent of g = -dF_b/do; Head.hvp)
+
+    4. second-order adjoint sweep backward in time (tangent of JP 7-8), a_k = sigma'(z_k) o lambda_k::
+
+           lam_dot_T     = W_out_dot^T g + W_out^T g_dot
+           a_dot_k       = sigma''(z_k) o z_dot_k o lambda_k + sigma'(z_k) o lam_dot_k
+           lam_dot_{k-1} = W_rec_dot^T a_k + W_rec^T a_dot_k        (many-to-many: + the output terms)
+
+    and the tangents of JP eqs. (9)-(13)::
+
+           (H v)_W_rec = -(1/B) sum_b sum_k [a_dot_k x_{k-1}^T + a_k x_dot_{k-1}^T]
+           (H v)_W_in  = -(1/B) sum_b sum_k  a_dot_k u_k^T
+           (H v)_b1    = -(1/B) sum_b sum_k  a_dot_k
+           (H v)_W_out = -(1/B) sum_b [g_dot x_T^T + g x_dot_T^T]      (many-to-many: sum over k)
+           (H v)_b2    = -(1/B) sum_b  g_dot
+
+    Parameters: ``params`` and ``v`` are mappings with keys W_rec (m,m), W_in (m,p), b1 (m,),
+    W_out (l,m), b2 (l,) (``v`` is checked: exactly those keys, those shapes, finite);
+    ``u`` (T,B,p), ``y``, ``x0`` and the rest as in :func:`sweep`. Returns H v as a dict like
+    ``params``. relu: sigma'' = 0 away from the kink, where H v is exact; at a kink it is the
+    one-sided value. For the tangents themselves use :func:`hvp_sweep`.
+    """
+    return hvp_sweep(params, u, y, v, x0, activation, output, loss, many_to_many).hv
