@@ -397,26 +397,20 @@ class Sweep:
     head: losses.Head
 
 
-def _head_and_targets(traj, y, loss):
-    head = losses.get_head(traj.output, loss)
-    Y = losses.targets(y, traj.o.shape[-1], head.loss, (traj.B,))
-    return head, Y
-
-
 def loss(params, x0, y, activation="tanh", output="sigmoid", loss="bce"):
     """F = (1/B) sum_b F_b(y_b, yhat_b) (forward only; the function finite differences check).
 
     ``y``: (B, l), or (B,) when l = 1, or integer labels (B,) for cross_entropy.
     """
     traj = forward(params, x0, activation, output)
-    head, Y = _head_and_targets(traj, y, loss)
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     return head.value(traj.o, traj.yhat, Y).mean()
 
 
 def sweep(params, x0, y, activation="tanh", output="sigmoid", loss="bce"):
     """Forward (JP 1), loss, adjoint (JP 4, 6) and gradients in one call; a :class:`Sweep`."""
     traj = forward(params, x0, activation, output)
-    head, Y = _head_and_targets(traj, y, loss)
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = head.value(traj.o, traj.yhat, Y)
     adj = adjoint(params, traj, delta_out=head.delta_out(traj.o, traj.yhat, Y))  # stable if fused
     with backend.errstate(divide="ignore", invalid="ignore"):

@@ -26,7 +26,8 @@ from typing import Callable, Optional
 
 from . import activations, backend
 
-__all__ = ["Loss", "Head", "LOSSES", "get", "get_head", "loss_names", "VALID_HEADS"]
+__all__ = ["Loss", "Head", "LOSSES", "get", "get_head", "head_and_targets", "targets",
+           "loss_names", "VALID_HEADS"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,15 @@ def get_head(output, loss):
             % (ls.name, list(allowed),
                "(0, 1)" if ls.name == "bce" else "the probability simplex", out.name))
     return Head(out, ls, _FUSED.get((out.name, ls.name)))
+
+
+def head_and_targets(output, loss, o, y):
+    """The :class:`Head` for ``output``/``loss`` and ``y`` checked against the output pre-activation o.
+
+    Targets come back as floats of o's shape (integer labels one-hot encoded); see :func:`targets`.
+    """
+    head = get_head(output, loss)
+    return head, targets(y, o.shape[-1], head.loss, o.shape[:-1])
 
 
 def targets(y, l, loss, leading_shape, argname="y"):

@@ -303,13 +303,6 @@ class Sweep:
     head: losses.Head
 
 
-def _head_and_targets(traj, y, loss):
-    head = losses.get_head(traj.output, loss)
-    lead = traj.o.shape[:-1]
-    Y = losses.targets(y, traj.o.shape[-1], head.loss, lead)
-    return head, Y
-
-
 def _per_example(F):
     return F.sum(axis=0) if F.ndim == 2 else F  # many-to-many: loss summed over the steps
 
@@ -318,7 +311,7 @@ def loss(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
          many_to_many=False):
     """F = batch mean of F_b (forward only; the function that finite differences check)."""
     traj = forward(params, u, x0, activation, output, many_to_many)
-    head, Y = _head_and_targets(traj, y, loss)
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     return _per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
@@ -331,7 +324,7 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
     """
     params = check_params(params)  # validated once; the sweeps below trust their inputs
     traj = _forward(params, u, x0, activation, output, many_to_many)
-    head, Y = _head_and_targets(traj, y, loss)
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = _per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -505,7 +498,7 @@ def hvp_sweep(params, u, y, v, x0=None, activation="tanh", output="sigmoid", los
     params = check_params(params)
     v = check_direction(params, v)
     traj = _forward(params, u, x0, activation, output, many_to_many)  # JP (5)
-    head, Y = _head_and_targets(traj, y, loss)
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = _per_example(head.value(traj.o, traj.yhat, Y))
     g = head.delta_out(traj.o, traj.yhat, Y)  # -dF_b/do (JP 6 composed with sigma_out')
     adj = _adjoint(params, traj, g)  # JP (7)-(8)
