@@ -99,7 +99,7 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
     """
     import sys
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the plain console bar: tqdm.auto warns in kernels without ipywidgets
 
     epochs = positive_int(epochs, "epochs", minimum=0)
     batch_size = positive_int(batch_size, "batch_size")
