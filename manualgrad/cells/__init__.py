@@ -1,0 +1,107 @@
+"""Recurrent cells with hand-written BPTT, behind one interface, and a registry by name.
+
+Every cell module (and the adapter for the vanilla RNN of :mod:`manualgrad.rnn`) provides::
+
+    PARAM_NAMES                                   the keys of its parameter mapping
+    STATE_NAMES                                   the keys of its initial state, e.g. ("h0", "c0")
+    init_params(p, m, l, seed=0, **options) -> dict
+    forward(params, u, state0=None, output="sigmoid", many_to_many=False, **options) -> trajectory
+    sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False, **options) -> sweep
+    loss(params, u, y, ...) -> F                  batch mean of the per-example losses
+    loss_and_grad(params, u, y, ...) -> (F, grads)
+
+Conventions shared with :mod:`manualgrad.rnn` (docs/conventions.md): u is time-major (T, B, p);
+the head is o = W_out h_k + b2, yhat = sigma_out(o) at the last step (many-to-one) or at every step
+(many-to-many, losses summed over steps); F is the batch mean of per-example losses.
+``state0`` is a mapping with the keys ``STATE_NAMES`` (each (B, m) or (m,)) or None (zeros).
+
+The sweep object has at least: ``F``, ``F_b`` (B,), ``grads`` (like params), ``grad_state0``
+(a mapping like state0: dF/d(initial state)), ``traj.h`` (T+1, B, m) with h[k] = h_k, and
+``adj.lam`` (T, B, m) with adj.lam[k-1] = -dF_b/dh_k (JP's sign, per example, not divided by B),
+``adj.lam0`` = -dF_b/dh_0, so :func:`manualgrad.inspect.adjoint_norms` works for every cell.
+Cells with more state expose its adjoints too (e.g. ``adj.lam_c`` for the LSTM cell state).
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from .. import rnn
+
+__all__ = ["CELLS", "get", "names", "register"]
+
+
+def _rnn_kwargs(state0, options):
+    x0 = None
+    if state0 is not None:
+        if not hasattr(state0, "keys") or set(state0) != {"h0"}:
+            raise ValueError("state0 for the vanilla RNN must be a mapping with the key 'h0', "
+                             "got %r" % (sorted(state0) if hasattr(state0, "keys") else state0,))
+        x0 = state0["h0"]
+    return dict(options, x0=x0)
+
+
+def _rnn_forward(params, u, state0=None, output="sigmoid", many_to_many=False, **options):
+    traj = rnn.forward(params, u, output=output, many_to_many=many_to_many,
+                       **_rnn_kwargs(state0, options))
+    traj.h = traj.x
+    return traj
+
+
+def _rnn_sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
+               **options):
+    s = rnn.sweep(params, u, y, output=output, loss=loss, many_to_many=many_to_many,
+                  **_rnn_kwargs(state0, options))
+    s.traj.h = s.traj.x
+    s.grad_state0 = {"h0": s.grad_x0}
+    return s
+
+
+def _rnn_loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
+              **options):
+    return rnn.loss(params, u, y, output=output, loss=loss, many_to_many=many_to_many,
+                    **_rnn_kwargs(state0, options))
+
+
+def _rnn_loss_and_grad(params, u, y, **kwargs):
+    s = _rnn_sweep(params, u, y, **kwargs)
+    return s.F, s.grads
+
+
+RNN = SimpleNamespace(
+    __name__="manualgrad.cells.rnn", __doc__=rnn.__doc__, PARAM_NAMES=rnn.PARAM_NAMES,
+    STATE_NAMES=("h0",), init_params=rnn.init_params, forward=_rnn_forward, sweep=_rnn_sweep,
+    loss=_rnn_loss, loss_and_grad=_rnn_loss_and_grad)
+"""The vanilla RNN (JP eq. 5, BW simple RNN) under the cell interface (state0 = {"h0": x0})."""
+
+CELLS = {"rnn": RNN}
+"""name -> cell module (or adapter). Cells register themselves on import of this package."""
+
+
+def register(name, module):
+    """Add a cell module to :data:`CELLS` (it must provide the interface above)."""
+    missing = [a for a in ("PARAM_NAMES", "STATE_NAMES", "init_params", "forward", "sweep",
+                           "loss", "loss_and_grad") if not hasattr(module, a)]
+    if missing:
+        raise TypeError("cell %r lacks %s" % (name, ", ".join(missing)))
+    CELLS[name] = module
+    return module
+
+
+def names():
+    return tuple(CELLS)
+
+
+def get(name):
+    """The cell by name; unknown names list the valid ones."""
+    if not isinstance(name, str):
+        raise TypeError("cell must be a name, one of %s; got %r" % (", ".join(CELLS), name))
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise ValueError("unknown cell %r: valid names are %s" % (name, ", ".join(CELLS))) from None
+
+
+# --- the cells, registered on import (imported here, after the registry exists)
+from . import indrnn  # noqa: E402
+
+register("indrnn", indrnn)
