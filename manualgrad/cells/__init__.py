@@ -102,6 +102,8 @@ def get(name):
 
 
 # --- the cells, registered on import (imported here, after the registry exists)
-from . import indrnn  # noqa: E402
+from . import indrnn, lstm, momentum_lstm  # noqa: E402
 
+register("lstm", lstm)
+register("momentum_lstm", momentum_lstm)
 register("indrnn", indrnn)

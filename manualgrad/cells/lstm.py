@@ -136,18 +136,22 @@ def check_momentum(mu, s):
 
 
 def _state0(state0, names, widths, B, dtype):
-    """The initial states as arrays (B, width), zeros where ``state0`` is None."""
+    """The initial states as arrays (B, width); a key missing from ``state0`` (or None) means zeros."""
     xp = backend.xp()
     if state0 is None:
-        return [xp.zeros((B, w), dtype=dtype) for w in widths]
+        state0 = {}
     if not hasattr(state0, "keys"):
-        raise TypeError("state0 must be None or a mapping with the keys %s, got %s"
+        raise TypeError("state0 must be None or a mapping with keys among %s, got %s"
                         % (", ".join(names), type(state0).__name__))
-    if set(state0) != set(names):
-        raise ValueError("state0 must have exactly the keys %s, got %s"
-                         % (", ".join(names), ", ".join(map(str, state0)) or "none"))
+    extra = [str(k) for k in state0 if k not in names]
+    if extra:
+        raise ValueError("state0 has unknown key(s) %s: the state of this cell is %s"
+                         % (", ".join(extra), ", ".join(names)))
     out = []
     for n, w in zip(names, widths):
+        if state0.get(n) is None:
+            out.append(xp.zeros((B, w), dtype=dtype))
+            continue
         a = float_array(state0[n], "state0[%r]" % n)
         if tuple(a.shape) not in ((B, w), (w,)):
             raise ValueError("state0[%r] must have shape (B, %s) = (%d, %d) or (%d,), got %s"
@@ -449,8 +453,8 @@ def _sweep(params, u, y, state0, output, loss, many_to_many, momentum):
 def forward(params, u, state0=None, output="sigmoid", many_to_many=False):
     """BW-LSTM forward over ``u`` (T, B, p); a :class:`Trajectory` with h, c (T+1, B, m).
 
-    ``params``: W (4m, m+p), b (4m,), W_out (l, m), b2 (l,). ``state0``: None (zeros) or
-    {"h0": ..., "c0": ...}, each (B, m) or (m,). ``output``: the head's activation; the head
+    ``params``: W (4m, m+p), b (4m,), W_out (l, m), b2 (l,). ``state0``: None (zeros) or a
+    mapping with keys among "h0", "c0", each (B, m) or (m,); a missing key means zeros. ``output``: the head's activation; the head
     reads h_T, or every h_k when ``many_to_many``.
     """
     return _forward(check_params(params), u, state0, output, many_to_many)

@@ -30,7 +30,7 @@ the lecture's i, f, o, g. See docs/lstm.md.
 from __future__ import annotations
 
 from . import lstm
-from .lstm import Adjoint, Sweep, Trajectory, check_momentum, check_params  # noqa: F401
+from .lstm import check_momentum, check_params
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "DEFAULT_MU", "DEFAULT_S", "init_params", "forward",
            "sweep", "loss", "loss_and_grad"]
@@ -50,8 +50,9 @@ def forward(params, u, state0=None, output="sigmoid", many_to_many=False, mu=DEF
             s=DEFAULT_S):
     """Momentum-LSTM forward over ``u`` (T, B, p); a :class:`~manualgrad.cells.lstm.Trajectory`.
 
-    ``traj.v`` (T+1, B, 4m) holds v[k] = v_k. ``state0``: None (zeros) or {"h0", "c0", "v0"} with
-    h0, c0 (B, m) or (m,) and v0 (B, 4m) or (4m,). ``mu`` in [0, 1), ``s`` > 0.
+    ``traj.v`` (T+1, B, 4m) holds v[k] = v_k. ``state0``: None (zeros) or a mapping with keys
+    among "h0", "c0" ((B, m) or (m,)) and "v0" ((B, 4m) or (4m,)); a missing key means zeros.
+    ``mu`` in [0, 1), ``s`` > 0.
     """
     mom = check_momentum(mu, s)
     return lstm._forward(check_params(params), u, state0, output, many_to_many, mom)
