@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 from .. import rnn
 
-__all__ = ["CELLS", "get", "names", "register"]
+__all__ = ["CELLS", "get", "names", "register", "state_names", "final_state", "generate"]
 
 
 def _rnn_kwargs(state0, options):
@@ -99,6 +99,53 @@ def get(name):
         return CELLS[name]
     except KeyError:
         raise ValueError("unknown cell %r: valid names are %s" % (name, ", ".join(CELLS))) from None
+
+
+def state_names(cell, params):
+    """The initial-state keys of ``cell`` for these params (a deep IndRNN has one per layer)."""
+    if hasattr(cell, "state_names") and hasattr(cell, "num_layers"):
+        return tuple(cell.state_names(cell.num_layers(params)))
+    return tuple(cell.STATE_NAMES)
+
+
+def final_state(cell, params, traj):
+    """The state after the last step of ``traj``, as a ``state0`` mapping for the next call.
+
+    By the naming convention of the interface: "h0" -> traj.h[-1], "c0" -> traj.c[-1],
+    "v0" -> traj.v[-1], and "h0_i" -> traj.h_layers[i-1][-1] for stacked cells.
+    """
+    out = {}
+    for name in state_names(cell, params):
+        if name.startswith("h0_"):
+            out[name] = traj.h_layers[int(name[3:]) - 1][-1]
+        else:
+            out[name] = getattr(traj, name[:-1])[-1]
+    return out
+
+
+def generate(cell, params, u_first, steps, feedback, state0=None, **options):
+    """One-to-many generation (BW): run ``cell`` one step at a time, feeding its output back.
+
+    ``u_first`` (B, p) is the first input; after step t the output yhat_t (B, l) is turned into
+    the next input by ``feedback(yhat_t, t) -> (B, p)`` (e.g. a sampled one-hot character). The
+    state is carried exactly (:func:`final_state`), so with a feedback that returns the true
+    next inputs (teacher forcing) this equals one many-to-many forward pass. Returns the outputs
+    as an array (steps, B, l) of the active backend.
+    """
+    from .. import backend
+    xp = backend.xp()
+    if isinstance(cell, str):
+        cell = get(cell)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError("steps must be a positive integer, got %r" % (steps,))
+    u_t, state, outs = u_first, state0, []
+    for t in range(steps):
+        traj = cell.forward(params, u_t[None], state0=state, many_to_many=True, **options)
+        outs.append(traj.yhat[0])
+        state = final_state(cell, params, traj)
+        if t + 1 < steps:
+            u_t = feedback(traj.yhat[0], t)
+    return xp.stack(outs)
 
 
 # --- the cells, registered on import (imported here, after the registry exists)
