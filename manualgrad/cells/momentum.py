@@ -52,7 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import activations, backend, losses
+from .. import activations, backend, losses, rnn
 from .._validate import axis_matches, float_array, params_mapping
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "INVERTIBLE", "init_params", "check_params",
@@ -127,7 +127,6 @@ def init_params(p, m, l, seed=0, scale=None, bias_scale=0.0, dtype=None, activat
     vanilla RNN. ``activation``, ``mu``, ``s`` are checked (the cell's options) but do not
     change the draw.
     """
-    from .. import rnn
     activations.get(activation, "hidden")
     check_hyper(mu, s)
     P = rnn.init_params(p, m, l, seed=seed, scale=scale, bias_scale=bias_scale, dtype=dtype)
@@ -248,10 +247,10 @@ def _forward(params, u, state0, activation, output, many_to_many, mu, s):
     if s != 1.0:
         v[1:] *= s
     z = xp.empty((T, B, m), dtype=u.dtype)
-    rec = xp.empty((B, m), dtype=u.dtype)  # U h_{t-1}: one buffer for all steps
+    rec = xp.empty((B, m), dtype=u.dtype)  # U h_{t-1} (and mu v_{t-1}): one buffer for all steps
     for t in range(T):
         if mu != 0.0:
-            v[t + 1] += mu * v[t]  # v_t = mu v_{t-1} + s W u_t
+            v[t + 1] += xp.multiply(v[t], mu, out=rec)  # v_t = mu v_{t-1} + s W u_t
         xp.add(v[t + 1], b, out=z[t])
         z[t] += xp.matmul(h[t], U.T, out=rec)
         h[t + 1] = act.f(z[t])
@@ -329,7 +328,7 @@ def _adjoint(params, traj, delta_out, delta=None):
 
 
 def gradients(traj, adj):
-    """dF/dtheta of the batch mean F as a dict like params; each step sum is one product over T*B rows."""
+    """dF/dtheta of the batch mean F, a dict like params (each step sum: one product, T*B rows)."""
     T, B, m = traj.z.shape
     p, l = traj.u.shape[2], traj.o.shape[-1]
     lz = adj.lam_z.reshape(T * B, m)
