@@ -32,7 +32,7 @@ def _problem(name, seed, T, B, p, m, l, head, m2m, with_state):
 
 
 @pytest.mark.parametrize("name", cells.names())
-@settings(max_examples=15)
+@settings(max_examples=max(15, settings.default.max_examples // 3))
 @given(seed=st.integers(0, 10 ** 6), T=st.integers(1, 5), B=st.integers(1, 3),
        p=st.integers(1, 3), m=st.integers(1, 4), head=st.sampled_from(HEADS),
        m2m=st.booleans(), with_state=st.booleans())
@@ -41,7 +41,9 @@ def test_every_cell_gradient_and_initial_state_gradient_match_finite_differences
     l = 3 if head[0] == "softmax" else 2
     cell, params, u, y, kw = _problem(name, seed, T, B, p, m, l, head, m2m, with_state)
     F, grads = cell.loss_and_grad(params, u, y, **kw)
-    rep = check.gradients(lambda P: cell.loss(P, u, y, **kw), params, grads)
+    # random cells with m = 1 can be steep (|dF/dh0| ~ 20): a shorter 4-point step than the
+    # default keeps truncation down; round-off stays ~1e-11 |F|
+    rep = check.gradients(lambda P: cell.loss(P, u, y, **kw), params, grads, h=2e-5)
     assert rep.ok, "%s\n%s" % (name, rep)
     s = cell.sweep(params, u, y, **kw)
     assert abs(float(s.F) - float(F)) < 1e-12
@@ -49,8 +51,8 @@ def test_every_cell_gradient_and_initial_state_gradient_match_finite_differences
         st0 = {k: v.copy() for k, v in kw["state0"].items()}
         for key in st0:
             num = check.numerical_gradient(
-                lambda: cell.loss(params, u, y, **dict(kw, state0=st0)), st0[key])
-            assert check.fd_error(s.grad_state0[key], num, F) < 1e-7, (name, key)
+                lambda: cell.loss(params, u, y, **dict(kw, state0=st0)), st0[key], h=2e-5)
+            assert check.fd_error(s.grad_state0[key], num, F, h=2e-5) < 1e-7, (name, key)
     norms = inspect.adjoint_norms(s.adj)  # the inspection works for every cell
     assert norms.per_example.shape == (T, B) and np.all(np.isfinite(norms.mean))
 
@@ -98,7 +100,7 @@ def test_generation_feeds_its_own_output_back():
 
 
 def test_registry_and_generation_errors():
-    with pytest.raises(ValueError, match="unknown cell 'gru': valid names are rnn, lstm"):
+    with pytest.raises(ValueError, match="unknown cell 'gru': valid names are rnn, .*lstm.*indrnn"):
         cells.get("gru")
     with pytest.raises(TypeError, match="lacks"):
         cells.register("broken", object())
