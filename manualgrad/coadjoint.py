@@ -66,8 +66,18 @@ class AdjointUnderflowWarning(UserWarning):
 
 # ------------------------------------------------------------------------------ penalties
 def _norms(v, axis=-1):
-    """Euclidean norms along ``axis`` without underflow/overflow: M * ||v / M|| with M = max |v|."""
+    """Euclidean norms along ``axis`` without underflow/overflow.
+
+    ||v|| = sqrt(sum_i v_i^2) in one pass when every sum of squares is a normal, finite number
+    (squares that underflow then change it by less than a rounding error); otherwise, where some
+    v is zero, subnormal or huge, M * ||v / M|| with M = max |v|.
+    """
     xp = backend.xp()
+    w = v if axis in (-1, v.ndim - 1) else xp.moveaxis(v, axis, -1)
+    n2 = xp.einsum("...i,...i->...", w, w)  # sum_i v_i^2
+    info = backend.np.finfo(v.dtype)
+    if bool(((n2 >= info.tiny) & (n2 <= info.max)).all()):  # one check (one device sync)
+        return xp.sqrt(n2)
     M = xp.abs(v).max(axis=axis, keepdims=True)
     safe = xp.where(M > 0, M, 1.0)
     return (safe * xp.sqrt(((v / safe) ** 2).sum(axis=axis, keepdims=True)))[..., 0]
@@ -89,13 +99,13 @@ def _warn_floor(mask, what):
 
 
 def _neg_log_sq(v, floor):
-    """-log(max(||v||^2, floor)) and its gradient in v, per row; floor active -> gradient 0."""
+    """-log(max(||v||^2, floor)) and its gradient -2 v / ||v||^2, per row; 0 where the floor is active."""
     xp = backend.xp()
     n = _norms(v)
     n2 = n * n
     low = n2 <= floor
     val = -xp.log(xp.where(low, floor, n2))
-    grad = xp.where(low[..., None], 0.0, -2.0 * _unit(v, n) / xp.where(low, 1.0, n)[..., None])
+    grad = v * xp.where(low, 0.0, -2.0 / xp.where(low, 1.0, n2))[..., None]
     return val, grad, low
 
 
@@ -103,14 +113,21 @@ def _variance(lam_list_norms, lam_list, weights=None):
     """Variance of adjoint norms (JP eq. 22) and its gradient in each lambda.
 
     ``lam_list``: (K, B, m); ``weights``: (K,) summing to 1 (None: 1/K each).
-    Var = sum_k w_k n_k^2 - (sum_k w_k n_k)^2;  dVar/dlambda_k = 2 w_k lambda_k - 2 w_k (sum_j w_j n_j) lambda_k / n_k.
+    Var = sum_k w_k n_k^2 - (sum_k w_k n_k)^2;  dVar/dlambda_k = 2 w_k (1 - (sum_j w_j n_j) / n_k) lambda_k,
+    0 where lambda_k = 0 (the subgradient of the norm at 0 that adds nothing).
     """
     xp = backend.xp()
     n = lam_list_norms  # (K, B)
     K = n.shape[0]
     w = xp.full((K,), 1.0 / K, dtype=n.dtype) if weights is None else weights
-    mean = (w[:, None] * n).sum(axis=0)  # (B,)
+    mean = w @ n  # (B,): sum_k w_k n_k
     val = (w[:, None] * n * n).sum(axis=0) - mean * mean
+    with backend.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        c = 2.0 * w[:, None] * (1.0 - mean / xp.where(n > 0, n, 1.0))  # (K, B)
+    if bool(xp.isfinite(c).all()):
+        return val, c[..., None] * lam_list
+    # some n_k so far below the mean that mean / n_k overflows (subnormal adjoints): through
+    # unit vectors, 2 w_k lambda_k - 2 w_k mean lambda_k / n_k
     grad = 2.0 * w[:, None, None] * lam_list \
         - 2.0 * (w[:, None] * mean[None, :])[..., None] * _unit(lam_list, n)
     return val, grad
@@ -189,7 +206,7 @@ def _released(lam, lam0):
     val, grad = _variance(_norms(allv), allv)
     ph, dph = _phi(lam[-1])
     val = 1e-2 * (val + ph.sum(axis=-1))
-    grad = 1e-2 * grad
+    grad *= 1e-2
     grad[-1] += 1e-2 * dph
     return val, grad[1:], grad[0]
 
@@ -310,10 +327,12 @@ def _check_alpha(alpha):
 
 
 def _check_underflow(lam, dtype):
-    """Warn when adjoints are zero or subnormal (underflow, or dead units): G cannot see them."""
+    """Warn when adjoints are zero or subnormal (underflow, or dead units): G cannot see them.
+
+    A row counts as vanished when its squared norm is exactly 0 (every entry below ~sqrt(tiny)).
+    """
     xp = backend.xp()
-    tiny = float(backend.np.finfo(dtype).tiny)
-    dead = (xp.abs(lam).max(axis=2) < tiny)  # (T, B)
+    dead = xp.einsum("tbm,tbm->tb", lam, lam) == 0  # (T, B)
     if bool(dead.any()):
         steps = backend.to_numpy(dead.any(axis=1)).nonzero()[0] + 1
         name = backend.np.dtype(dtype).name
@@ -345,7 +364,7 @@ def sweep(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh", output="
         raise ValueError("the adjoint penalties compare adjoints across steps; they need T >= 2 "
                          "steps, got T = %d" % T)
     _check_underflow(adj.lam, adj.lam.dtype)
-    P = rnn.check_params(params)
+    P = s.params  # validated once, by rnn.sweep
     G_b, mu, mu0 = _evaluate_penalty(pen, adj.lam, adj.lam0)
     grads_G, gamma, xi, zeta, q = _coadjoint_gradients(P, traj, adj, s.head, s.y, mu, mu0)
     grads = {k: s.grads[k] + alpha * grads_G[k] for k in s.grads}
@@ -362,22 +381,34 @@ def sweep(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh", output="
 
 
 def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
-    """The coadjoint sweeps (steps 1-4 of the module docstring); returns (dG/dtheta, gamma, xi, zeta, q)."""
+    """The coadjoint sweeps (steps 1-4 of the module docstring); returns (dG/dtheta, gamma, xi, zeta, q).
+
+    Every per-step product and Hadamard product writes into a preallocated row (``out=``), so
+    the loops allocate nothing; the whole-trajectory arrays are s, sigma'' o lambda, gamma,
+    W_rec gamma (which becomes r, then zeta, in place) and xi.
+    """
     xp = backend.xp()
     W_rec, W_out = P["W_rec"], P["W_out"]
     T, B, m = traj.z.shape
     p, l = traj.u.shape[2], traj.o.shape[-1]
     act = traj.activation
     s = act.grad(traj.z, traj.x[1:])  # sigma'(z_k), (T, B, m)
+    # sigma''(z_k) o lambda_k for step 2, computed first: fewer (T, B, m) arrays alive at once
+    d2lam = xp.multiply(act.grad2(traj.z, traj.x[1:]), adj.lam)
     # 1. coadjoint of lambda, forward in time: gamma_k = mu_k + s_k o (W_rec gamma_{k-1})
     gamma = xp.empty((T + 1, B, m), dtype=traj.z.dtype)
     Wgam = xp.empty_like(traj.z)  # W_rec gamma_{k-1}, row k-1
     gamma[0] = 0.0 if mu0 is None else mu0
-    for k in range(1, T + 1):
-        xp.matmul(gamma[k - 1], W_rec.T, out=Wgam[k - 1])
-        gamma[k] = mu[k - 1] + s[k - 1] * Wgam[k - 1]
-    # 2. sources: r_k through s_k = sigma'(z_k); q through g = -dF/do
-    r = act.grad2(traj.z, traj.x[1:]) * adj.lam * Wgam
+    W_rec_T = W_rec.T
+    for gamma_prev, gamma_k, Wgam_k, s_k, mu_k in zip(gamma[:-1], gamma[1:], Wgam, s, mu):
+        xp.matmul(gamma_prev, W_rec_T, out=Wgam_k)  # W_rec gamma_{k-1}
+        xp.multiply(s_k, Wgam_k, out=gamma_k)
+        gamma_k += mu_k  # gamma_k = mu_k + s_k o (W_rec gamma_{k-1})
+    # 2. sources: r_k = sigma''(z_k) o lambda_k o (W_rec gamma_{k-1}), written over W_rec gamma;
+    #    q = -d2F/do2 (W_out gamma_T)
+    r = Wgam
+    r *= d2lam
+    del d2lam
     if traj.many_to_many:
         q = -head.hvp(traj.o, traj.yhat, Y, gamma[1:] @ W_out.T)  # (T, B, l)
     else:
@@ -388,13 +419,17 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
         xi[1:] = q @ W_out
         xi[0] = 0.0
     else:
-        xi[:T] = 0.0
         xp.matmul(q, W_out, out=xi[T])
     zeta = r  # written in place: zeta_k = r_k + s_k o xi_k
     rec = xp.empty((B, m), dtype=traj.z.dtype)
-    for k in range(T, 0, -1):
-        zeta[k - 1] += s[k - 1] * xi[k]
-        xi[k - 1] += xp.matmul(zeta[k - 1], W_rec, out=rec)
+    many_to_many = traj.many_to_many
+    steps = zip(zeta[::-1], s[::-1], xi[1:][::-1], xi[:-1][::-1])  # k = T, T-1, .., 1
+    for zeta_k, s_k, xi_k, xi_prev in steps:
+        zeta_k += xp.multiply(s_k, xi_k, out=rec)  # zeta_k = r_k + s_k o xi_k
+        if many_to_many:  # xi_prev holds W_out^T q_{k-1}; add W_rec^T zeta_k
+            xi_prev += xp.matmul(zeta_k, W_rec, out=rec)
+        else:
+            xp.matmul(zeta_k, W_rec, out=xi_prev)  # xi_{k-1} = W_rec^T zeta_k
     # 4. parameter gradients, one product over all T*B rows each; per-example sums, batch mean
     zf = zeta.reshape(T * B, m)
     xs = (traj.x[1:] if traj.many_to_many else traj.x[T]).reshape(-1, m)
@@ -404,7 +439,7 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
         "W_rec": (zf.T @ traj.x[:-1].reshape(T * B, m)
                   + adj.lam_z.reshape(T * B, m).T @ gamma[:-1].reshape(T * B, m)) / B,
         "W_in": (zf.T @ traj.u.reshape(T * B, p)) / B,
-        "b1": zf.sum(axis=0) / B,
+        "b1": zeta.sum(axis=0).sum(axis=0) / B,  # over k, then over b (faster than over T*B rows)
         "W_out": (qf.T @ xs + gf.T @ gams) / B,
         "b2": qf.sum(axis=0) / B,
     }

@@ -290,7 +290,8 @@ class Sweep:
     """Everything one forward + adjoint sweep produced (see :func:`sweep`).
 
     F: batch mean loss (0-d array of the backend); F_b: per-example losses (B,); traj, adj;
-    grads: dF/dtheta; grad_x0: dF/dx_0 = -lambda_0 / B, shape (B, m); y: targets as used.
+    grads: dF/dtheta; grad_x0: dF/dx_0 = -lambda_0 / B, shape (B, m); y: targets as used;
+    params: the parameters as validated (on the active backend and dtype).
     """
 
     F: object
@@ -301,6 +302,7 @@ class Sweep:
     grad_x0: object
     y: object
     head: losses.Head
+    params: dict = None
 
 
 def _per_example(F):
@@ -331,7 +333,7 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
         delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
     adj = _adjoint(params, traj, delta_out, delta)
     grads = _gradients(traj, adj)
-    return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head)
+    return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head, params)
 
 
 def loss_and_grad(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
