@@ -82,7 +82,11 @@ def _tanh_grad(z, a=None):
 
 def _tanh_grad2(z, a=None):
     a = _tanh(z) if a is None else a
-    return -2.0 * a * (1.0 - a * a)
+    g = a * a
+    _xp().subtract(1.0, g, out=g)
+    g *= a
+    g *= -2.0  # -2 a (1 - a^2), with one temporary
+    return g
 
 
 # --- sigmoid, written through tanh so that it never overflows: s = (1 + tanh(z/2)) / 2
