@@ -315,8 +315,8 @@ def _forward(params, u, state0, output, many_to_many, momentum=None):
     m3 = 3 * m
     for t in range(T):  # a[t] is a_{t+1}
         a[t] += xp.matmul(h[t], W_hT, out=rec)
-        sg = gates[t, :, :m3]  # i, f, o = sigmoid = (1 + tanh(a/2)) / 2 (never overflows)
-        xp.multiply(a[t, :, :m3], 0.5, out=sg)
+        sg = gates[t]  # i, f, o = sigmoid = (1 + tanh(a/2)) / 2 (never overflows); whole
+        xp.multiply(a[t], 0.5, out=sg)  # (B, 4m) rows, contiguous: the g block is redone below
         xp.tanh(sg, out=sg)
         sg += 1.0
         sg *= 0.5
@@ -346,14 +346,18 @@ def _adjoint(params, traj, delta_out, delta=None):
     i, f, o, g = (G[..., j * m:(j + 1) * m] for j in range(4))
     # lam_z starts as the factor each gate block of zeta_k multiplies (cbar_k, or lam_k for o):
     #   i: g o sigmoid'(a_i)  f: c_{k-1} o sigmoid'(a_f)  o: tanh c_k o sigmoid'(a_o)  g: i o tanh'(a_g)
-    lam_z = xp.empty_like(G)
-    lam_z[..., :m3] = _SIGMOID.grad(traj.a[..., :m3], G[..., :m3])
-    lam_z[..., m3:] = _TANH.grad(traj.a[..., m3:], g)
+    lam_z = xp.subtract(1.0, G)  # contiguous: G (1 - G) = sigmoid' for i, f, o ...
+    lam_z *= G
+    gd = lam_z[..., m3:]  # ... and tanh' = 1 - g^2 for g
+    xp.multiply(g, g, out=gd)
+    xp.subtract(1.0, gd, out=gd)
     lam_z[..., :m] *= g
     lam_z[..., m:m2] *= traj.c[:-1]
     lam_z[..., m2:m3] *= traj.tc
     lam_z[..., m3:] *= i
-    oD = o * _TANH.grad(traj.c[1:], traj.tc)  # dh_k/dc_k = o_k o (1 - tanh^2 c_k), all k
+    oD = traj.tc * traj.tc  # dh_k/dc_k = o_k o (1 - tanh^2 c_k), all k
+    xp.subtract(1.0, oD, out=oD)
+    oD *= o
     W_h = xp.ascontiguousarray(W[:, :m])  # (4m, m)
     lam = xp.empty_like(traj.tc)
     if traj.many_to_many:
