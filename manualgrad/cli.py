@@ -2,6 +2,7 @@
 
     manualgrad run ltg [options]     train on the Long Time Gap task, print adjoint norms, plot
     manualgrad run --list            the registered experiments
+    manualgrad study ltg [--quick]   an experiment over seeds x settings, in parallel processes
     manualgrad check                 finite-difference check of the RNN gradient on random cases
     manualgrad info                  version, backends available, default dtype
 """
@@ -25,6 +26,15 @@ def _cmd_run(args, parsers):
     mod.add_arguments(sub)
     settings = vars(sub.parse_args(args.rest))
     mod.run(**settings)
+    return 0
+
+
+def _cmd_study(args):
+    from .experiments.study import STUDIES
+    add_arguments, settings_from_args, run = STUDIES[args.name]
+    sub = argparse.ArgumentParser(prog="manualgrad study %s" % args.name)
+    add_arguments(sub)
+    run(**settings_from_args(sub.parse_args(args.rest)))
     return 0
 
 
@@ -71,6 +81,10 @@ def main(argv=None):
     p_run.add_argument("name", nargs="?", help="experiment name (see --list)")
     p_run.add_argument("--list", action="store_true", help="list the experiments")
     p_run.add_argument("rest", nargs=argparse.REMAINDER)
+    p_study = sub.add_parser("study", help="run an experiment over a grid of settings and seeds",
+                             add_help=False)
+    p_study.add_argument("name", nargs="?", help="study name: ltg")
+    p_study.add_argument("rest", nargs=argparse.REMAINDER)
     p_check = sub.add_parser("check", help="finite-difference check of the RNN gradients")
     p_check.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="version and available backends")
@@ -79,6 +93,8 @@ def main(argv=None):
         args.rest = extra + list(args.rest or [])
         if args.name in ("-h", "--help"):
             args.name, args.list = None, True
+    elif args.command == "study":
+        args.rest = extra + list(args.rest or [])
     elif extra:
         parser.error("unrecognized arguments: %s" % " ".join(extra))
     try:
@@ -90,11 +106,17 @@ def main(argv=None):
                 parser.error("unknown experiment %r: valid names are %s"
                              % (args.name, ", ".join(REGISTRY)))
             return _cmd_run(args, None)
+        if args.command == "study":
+            from .experiments.study import STUDIES
+            if args.name not in STUDIES:
+                parser.error("study: give a study name, one of %s (then --help for its options)"
+                             % ", ".join(STUDIES))
+            return _cmd_study(args)
         if args.command == "check":
             return _cmd_check(args)
         if args.command == "info":
             return _cmd_info(args)
-    except (ValueError, TypeError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
         print("manualgrad: error: %s" % exc, file=sys.stderr)
         return 2
     parser.print_help()

@@ -1,5 +1,5 @@
 """Experiments: one module each, registered by name; run them with ``manualgrad run NAME``."""
-from . import ltg
+from . import char, ltg, norms
 
-REGISTRY = {"ltg": ltg}
+REGISTRY = {"ltg": ltg, "char": char, "norms": norms}
 """name -> module with ``DEFAULTS`` (dict), ``add_arguments(parser)``, ``run(**settings)``."""

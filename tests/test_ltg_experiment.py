@@ -1,0 +1,176 @@
+"""The Long Time Gap experiment (JP Sec. IV-A) and its study: files, keys, determinism, errors.
+
+Tiny settings (n ~ 120, T = 8, 2 epochs) so the file runs in a few seconds; the numbers of the
+real experiment are in docs/ltg.md.
+"""
+import json
+
+import pytest
+
+from manualgrad import cli
+from manualgrad.experiments import ltg, study
+
+TINY = dict(n=120, n_test=40, T=8, hidden=5, epochs=2, progress=False)
+STUDY_TINY = dict(seeds=(0, 1), alphas=(0.1, 1.0), scales=("fan_in",), hidden=(5,), n=120,
+                  n_test=40, T=8, epochs=2, progress=False)
+
+
+def _rows(rec):
+    return {m: [{k: v for k, v in row.items()} for row in r["epochs"]]
+            for m, r in rec["runs"].items()}
+
+
+@pytest.mark.parametrize("method", ["adjoint", "coadjoint", "both"])
+def test_run_each_method_writes_results_csv_and_figures(tmp_path, method):
+    out = tmp_path / method
+    rec = ltg.run(method=method, out=str(out), verbose=False, **TINY)
+    methods = ["adjoint", "coadjoint"] if method == "both" else [method]
+    assert rec["methods"] == methods and sorted(rec["runs"]) == sorted(methods)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["split"]["test"] == [80, 120] and on_disk["split"]["train"] == [0, 80]
+    for m in methods:
+        rows = on_disk["runs"][m]["epochs"]
+        assert [r["epoch"] for r in rows] == [0, 1, 2]
+        for r in rows:
+            assert {"test_F", "test_error", "test_G", "lam1", "lamT"} <= set(r)
+            assert 0.0 <= r["test_error"] <= 1.0 and r["lam1"] > 0 and r["lamT"] > 0
+        assert "train_F" in rows[1] and ("train_G" in rows[1]) == (m == "coadjoint")
+        assert len(on_disk["runs"][m]["adjoint_norms"]["2"]) == TINY["T"]
+    csv = (out / "history.csv").read_text().splitlines()
+    assert csv[0].startswith("epoch,method") and len(csv) == 1 + 3 * len(methods)
+    for png in ("test_error.png", "adjoint_norms.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_both_methods_start_from_the_same_init_and_runs_repeat_exactly(tmp_path):
+    a = ltg.run(out=str(tmp_path / "a"), verbose=False, **TINY)
+    b = ltg.run(out=str(tmp_path / "b"), verbose=False, **TINY)
+    ra, rb = _rows(a), _rows(b)
+    assert ra == rb                                             # seeded: identical numbers
+    assert ra["adjoint"][0] == ra["coadjoint"][0]               # same init, same test data
+    assert ra["adjoint"][2]["test_F"] != ra["coadjoint"][2]["test_F"]   # the penalty acted
+    c = ltg.run(out=str(tmp_path / "c"), verbose=False, seed=1, **TINY)
+    assert _rows(c)["adjoint"][0] != ra["adjoint"][0]
+
+
+def test_run_options_optimizer_clip_scale(tmp_path):
+    rec = ltg.run(method="coadjoint", G="released", alpha=2.0, optimizer="adam", clip=0.5,
+                  scale=1.0, bias_scale=1.0, out=str(tmp_path), verbose=False, **TINY)
+    s = rec["settings"]
+    assert s["lr"] == 1e-3 and s["optimizer"] == "adam" and s["G"] == "released"
+    assert "clip_fired" in rec["runs"]["coadjoint"]["epochs"][1]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(alpha=-1.0), "alpha must be >= 0"),
+    (dict(method="lstm2"), "unknown method"),
+    (dict(G="G99"), "unknown penalty"),
+    (dict(optimizer="rmsprop"), "unknown optimizer"),
+    (dict(n_test=200), "n_test must be smaller"),
+    (dict(lr=0.0), "lr must be > 0"),
+    (dict(clip=-1.0), "clip must be > 0"),
+])
+def test_run_rejects_bad_settings_with_clear_errors(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        ltg.run(out=str(tmp_path), verbose=False, **dict(TINY, **bad))
+    with pytest.raises(TypeError, match="unknown LTG setting"):
+        ltg.run(out=str(tmp_path), verbose=False, nosuch=1, **TINY)
+
+
+def test_cli_run_ltg_prints_tables_and_rejects_bad_arguments(tmp_path, capsys):
+    argv = ["run", "ltg", "--n", "120", "--n-test", "40", "--T", "8", "--hidden", "5",
+            "--epochs", "2", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(argv + ["--method", "coadjoint", "--G", "G20", "--alpha", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "train G" in text and "||lam_1||" in text and "G=G20, alpha=0.5" in text
+    assert cli.main(argv + ["--alpha", "-1"]) == 2
+    assert "alpha must be >= 0" in capsys.readouterr().err
+    for opt, value in (("--method", "nosuch"), ("--G", "G99"), ("--optimizer", "rmsprop")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv + [opt, value])
+        assert exc.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+
+
+def test_study_grid_files_and_aggregates(tmp_path):
+    rec = study.run_ltg_study(workers=1, out=str(tmp_path), verbose=False, **STUDY_TINY)
+    cells = rec["cells"]
+    # the adjoint method does not depend on alpha: one adjoint cell, one coadjoint cell per alpha
+    assert [(c["method"], c["alpha"]) for c in cells] == [("adjoint", None), ("coadjoint", 0.1),
+                                                         ("coadjoint", 1.0)]
+    assert len(rec["runs"]) == 2 * 3
+    for c in cells:
+        assert c["runs"] == 2 and c["seeds"] == [0, 1] and c["gap"] == 4
+        assert [e["epoch"] for e in c["test_error"]] == [0, 1, 2]
+        assert all(e["n"] == 2 and e["min"] <= e["mean"] <= e["max"] for e in c["test_error"])
+        finals = c["final_errors"]
+        assert c["final_error"]["mean"] == pytest.approx(sum(finals) / 2)
+        assert c["final_error"]["std"] == pytest.approx(abs(finals[0] - finals[1]) / 2 ** 0.5)
+        assert 0 <= c["learned"] <= 2
+    # epoch 0 is the shared init: every method has the same test error there, per seed
+    assert len({c["test_error"][0]["mean"] for c in cells}) == 1
+    on_disk = json.loads((tmp_path / "study.json").read_text())
+    assert on_disk["settings"]["scales"] == ["fan_in"] and on_disk["workers"] == 1
+    csv = (tmp_path / "study.csv").read_text().splitlines()
+    assert len(csv) == 1 + 3 * 3 and "test_error_mean" in csv[0]
+    assert (tmp_path / "study_G23.png").stat().st_size > 1000
+
+
+def test_study_pool_gives_the_numbers_of_one_process(tmp_path):
+    kw = dict(STUDY_TINY, alphas=(0.5,))
+    one = study.run_ltg_study(workers=1, out=str(tmp_path / "one"), verbose=False, **kw)
+    two = study.run_ltg_study(workers=2, out=str(tmp_path / "two"), verbose=False, **kw)
+    assert two["workers"] == 2
+    strip = [{k: v for k, v in c.items() if k != "wall_time_s_mean"} for c in one["cells"]]
+    assert strip == [{k: v for k, v in c.items() if k != "wall_time_s_mean"}
+                     for c in two["cells"]]
+
+
+def test_cli_study_runs_and_rejects_bad_arguments(tmp_path, capsys):
+    argv = ["study", "ltg", "--seeds", "0", "--alphas", "1", "--scales", "fan_in", "0.5",
+            "--hidden", "4", "--n", "60", "--n-test", "20", "--T", "6", "--epochs", "1",
+            "--workers", "1", "--no-progress", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "final err" in text and "learned" in text and "coadjoint G23 a=1" in text
+    assert (tmp_path / "study.json").exists()
+    assert cli.main(argv + ["--alphas", "-1"]) == 2
+    assert "alpha must be >= 0" in capsys.readouterr().err
+    assert cli.main(argv + ["--scales", "big"]) == 2
+    assert "init scale 'big'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["study", "nosuch"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv + ["--G", "G99"])
+    assert exc.value.code == 2
+
+
+def test_quick_grid_is_what_the_docs_say():
+    s = study.settings_from_args(type("A", (), dict(
+        {k: None for k in study.LTG_DEFAULTS}, quick=True, progress=True))())
+    assert s["seeds"] == (0, 1, 2) and s["epochs"] == 10 and s["hidden"] == (10, 32)
+    assert len(study.jobs_ltg(study._check_study(s))) == 3 * 2 * 2 * (1 + 2)
+
+
+def test_blas_thread_limit_is_a_context_and_restores():
+    with ltg.blas_threads(1):
+        pass
+    with ltg.blas_threads(None):
+        pass
+
+
+def test_adjoints_of_a_scalar_head_are_proportional_to_the_residual():
+    """Why log-penalties on ||lambda_k|| fight the loss (docs/ltg.md): with one sigmoid output and
+    BCE, every lambda_k = (y - yhat) v_k with v_k independent of the label, so
+    log ||lambda_k||^2 = 2 log|y - yhat| + log ||v_k||^2."""
+    import numpy as np
+    from manualgrad import data, rnn
+    u, _ = data.long_time_gap(n=6, T=7, seed=3)
+    P = rnn.init_params(5, 4, 1, seed=2, bias_scale=0.5)
+    s1 = rnn.sweep(P, u, np.ones((6, 1)))
+    s0 = rnn.sweep(P, u, np.zeros((6, 1)))
+    yhat = np.asarray(s1.traj.yhat)[:, 0]
+    v1 = np.asarray(s1.adj.lam) / (1.0 - yhat)[None, :, None]
+    v0 = np.asarray(s0.adj.lam) / (0.0 - yhat)[None, :, None]
+    np.testing.assert_allclose(v1, v0, rtol=1e-12, atol=1e-300)
