@@ -20,11 +20,12 @@ def _rows(rec):
             for m, r in rec["runs"].items()}
 
 
-@pytest.mark.parametrize("method", ["adjoint", "coadjoint", "both"])
+@pytest.mark.parametrize("method", ["adjoint", "coadjoint", "lstm", "both", "all"])
 def test_run_each_method_writes_results_csv_and_figures(tmp_path, method):
     out = tmp_path / method
     rec = ltg.run(method=method, out=str(out), verbose=False, **TINY)
-    methods = ["adjoint", "coadjoint"] if method == "both" else [method]
+    methods = {"both": ["adjoint", "coadjoint"], "all": ["adjoint", "coadjoint", "lstm"]}.get(
+        method, [method])
     assert rec["methods"] == methods and sorted(rec["runs"]) == sorted(methods)
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["split"]["test"] == [80, 120] and on_disk["split"]["train"] == [0, 80]
@@ -174,3 +175,28 @@ def test_adjoints_of_a_scalar_head_are_proportional_to_the_residual():
     v1 = np.asarray(s1.adj.lam) / (1.0 - yhat)[None, :, None]
     v0 = np.asarray(s0.adj.lam) / (0.0 - yhat)[None, :, None]
     np.testing.assert_allclose(v1, v0, rtol=1e-12, atol=1e-300)
+
+
+def test_lstm_method_trains_the_lstm_cell_from_the_same_seed(tmp_path):
+    from manualgrad.cells import lstm
+    rec = ltg.run(method="lstm", out=str(tmp_path), verbose=False, **TINY)
+    assert rec["methods"] == ["lstm"]
+    s = ltg.check_settings(**dict(ltg.DEFAULTS, **TINY, method="lstm"))
+    (u_tr, y_tr), (u_te, y_te) = ltg.make_data(s)
+    P = lstm.init_params(s["p"], s["hidden"], 1, seed=s["seed"], scale=s["scale"],
+                         bias_scale=s["bias_scale"])
+    F0 = float(lstm.loss(P, u_te, y_te, output="sigmoid", loss="bce"))
+    assert abs(rec["runs"]["lstm"]["epochs"][0]["test_F"] - F0) < 1e-12
+
+
+@pytest.mark.slow
+def test_quick_study_from_the_cli_finishes_and_writes_its_outputs(tmp_path, capsys):
+    """`manualgrad study ltg --quick` (36 runs; ~1 min on 2 cores): run with `pytest -m slow`."""
+    from manualgrad import cli
+    out = tmp_path / "study"
+    assert cli.main(["study", "ltg", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "learned" in text
+    rec = json.loads((out / "study.json").read_text())
+    assert len(rec["cells"]) >= 12
+    assert (out / "study.csv").stat().st_size > 100

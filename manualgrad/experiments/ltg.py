@@ -16,7 +16,7 @@ table of ||lambda_k|| against k, and writes to ``--out``: ``results.json`` (sett
 per-epoch rows, ||lambda_k|| per epoch), ``history.csv`` (one row per method and epoch),
 ``test_error.png`` (Fig. 2 style) and ``adjoint_norms.png``.
 
-From Python: ``run(method="both", epochs=20, ...)`` returns the record; :func:`train_method` trains
+From Python: ``run(method="all", epochs=20, ...)`` returns the record; :func:`train_method` trains
 one method and is what ``manualgrad study ltg`` (:mod:`manualgrad.experiments.study`) calls in
 its worker processes.
 
@@ -40,14 +40,17 @@ import warnings
 from numbers import Real
 
 from .. import __version__, backend, coadjoint, data, inspect, rnn, train
+from ..cells import lstm
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
 
 __all__ = ["DEFAULTS", "METHODS", "OPTIMIZERS", "add_arguments", "run", "check_settings",
            "make_data", "train_method", "plot_test_error", "plot_adjoint_norms", "blas_threads"]
 
-METHODS = ("adjoint", "coadjoint")
-"""Methods that ``--method`` accepts (plus ``both``); an LSTM joins here when it lands."""
+METHODS = ("adjoint", "coadjoint", "lstm")
+"""Methods that ``--method`` accepts (plus ``both`` = adjoint and coadjoint, ``all`` = the three,
+as in JP Fig. 2). ``lstm`` trains an LSTM (:mod:`manualgrad.cells.lstm`, same hidden size, seed
+and scale) by its BPTT, i.e. the adjoint method."""
 
 OPTIMIZERS = {"sgd": (SGD, 0.1), "adam": (Adam, 1e-3)}
 """name -> (class, default learning rate)."""
@@ -55,7 +58,7 @@ OPTIMIZERS = {"sgd": (SGD, 0.1), "adam": (Adam, 1e-3)}
 COLORS = {"adjoint": "tab:blue", "coadjoint": "tab:red", "lstm": "tab:green"}
 """Fig. 2 colours: adjoint blue, coadjoint red, LSTM green."""
 
-DEFAULTS = dict(method="both", n=8000, n_test=1600, T=50, p=5, informative_step=4, hidden=32,
+DEFAULTS = dict(method="all", n=8000, n_test=1600, T=50, p=5, informative_step=4, hidden=32,
                 epochs=20, batch_size=32, G="G23", alpha=0.1, optimizer="sgd", lr=None,
                 scale=None, bias_scale=0.0, clip=None, seed=0, data_seed=1234, out="results/ltg",
                 progress=True, blas_threads=1)
@@ -89,12 +92,14 @@ def _integer(value, name, minimum=1):
 
 
 def methods_of(method):
-    """``"both"`` -> ("adjoint", "coadjoint"); a single method name -> (name,); else ValueError."""
+    """``"both"`` -> (adjoint, coadjoint); ``"all"`` -> all of :data:`METHODS`; a name -> (name,)."""
     if method == "both":
+        return ("adjoint", "coadjoint")
+    if method == "all":
         return METHODS
     if method in METHODS:
         return (method,)
-    raise ValueError("unknown method %r: valid are %s, both" % (method, ", ".join(METHODS)))
+    raise ValueError("unknown method %r: valid are %s, both, all" % (method, ", ".join(METHODS)))
 
 
 def check_settings(**settings):
@@ -141,7 +146,7 @@ def check_settings(**settings):
 
 def add_arguments(p):
     d = DEFAULTS
-    p.add_argument("--method", default=d["method"], choices=METHODS + ("both",),
+    p.add_argument("--method", default=d["method"], choices=METHODS + ("both", "all"),
                    help="which training method(s); 'both' trains each from the same init on the "
                         "same data (default %(default)s)")
     p.add_argument("--G", default=d["G"], choices=coadjoint.penalty_names(),
@@ -237,6 +242,7 @@ def blas_threads(n):
 
 # ------------------------------------------------------------------------------ the experiment
 KW = dict(activation="tanh", output="sigmoid", loss="bce")
+LSTM_KW = dict(output="sigmoid", loss="bce")
 
 
 def make_data(settings):
@@ -275,6 +281,9 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
     if method not in METHODS:
         raise ValueError("unknown method %r: valid are %s" % (method, ", ".join(METHODS)))
     (u_tr, y_tr), (u_te, y_te) = datasets if datasets is not None else make_data(s)
+    if method == "lstm":  # its own parameters, drawn from the same seed and scale
+        params = lstm.init_params(s["p"], s["hidden"], 1, seed=s["seed"], scale=s["scale"],
+                                  bias_scale=s["bias_scale"])
     params = init_params(s) if params is None else params
     pen = coadjoint.get_penalty(s["G"])
     progress = s["progress"] if progress is None else progress
@@ -282,8 +291,10 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
     G_seen = []        # penalty values of this epoch's minibatches (coadjoint)
     failure = []       # a FloatingPointError raised by the coadjoint sweep
 
-    if method == "adjoint":
-        grad_fn = functools.partial(rnn.loss_and_grad, **KW)
+    model = lstm if method == "lstm" else rnn
+    kw = LSTM_KW if method == "lstm" else KW
+    if method in ("adjoint", "lstm"):
+        grad_fn = functools.partial(model.loss_and_grad, **kw)
     else:
         def grad_fn(P, u, y):
             try:
@@ -295,7 +306,7 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
             return F, grads
 
     def evaluate(P):
-        sw = rnn.sweep(P, u_te, y_te, **KW)
+        sw = model.sweep(P, u_te, y_te, **kw)
         nrm = _norms(sw.adj)
         if keep_norms:
             norms_by_epoch[len(norms_by_epoch)] = nrm
@@ -359,6 +370,8 @@ def _table(res, say):
 def _label(method, s):
     if method == "coadjoint":
         return "RNN coadjoint (%s, alpha=%g)" % (s["G"], s["alpha"])
+    if method == "lstm":
+        return "LSTM (adjoint)"
     return "RNN %s" % method
 
 
