@@ -1,6 +1,9 @@
 """Input checks shared by the engine modules: clear errors that name the argument and axis."""
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 from . import backend
 
 
@@ -73,3 +76,30 @@ def positive_int(value, name, minimum=1):
     if value < minimum:
         raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
     return value
+
+
+def number(value, name, minimum=None, positive=False, allow_none=False):
+    """A finite real number as float (bools refused); optionally > 0 or >= ``minimum``, or None."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError("%s must be a number, got %r" % (name, value))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("%s must be finite, got %r" % (name, value))
+    if positive and not value > 0:
+        raise ValueError("%s must be > 0, got %r" % (name, value))
+    if minimum is not None and value < minimum:
+        raise ValueError("%s must be >= %g, got %r" % (name, minimum, value))
+    return value
+
+
+def integer(value, name, minimum=1, allow_none=False):
+    """A Python int >= ``minimum`` (bools refused), or None when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an integer, got %r" % (name, value))
+    if value < minimum:
+        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
+    return int(value)

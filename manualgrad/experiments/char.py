@@ -39,6 +39,7 @@ from ..data.text import Vocabulary, next_char_dataset, one_hot, read_text
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .ltg import blas_threads
+from .._validate import integer as _integer, number as _number
 
 __all__ = ["DEFAULTS", "OPTIMIZERS", "KW", "add_arguments", "check_settings", "run", "sample",
            "reproduces", "load_text", "plot_loss", "REPRODUCE_MAX_CHARS"]
@@ -70,31 +71,6 @@ DEFAULTS = dict(text=None, string=None, seq_len=None, stride=None, max_chars=Non
 
 
 # ------------------------------------------------------------------------------ settings
-def _number(value, name, minimum=None, positive=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError("%s must be a number, got %r" % (name, value))
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError("%s must be finite, got %r" % (name, value))
-    if positive and not value > 0:
-        raise ValueError("%s must be > 0, got %r" % (name, value))
-    if minimum is not None and value < minimum:
-        raise ValueError("%s must be >= %g, got %r" % (name, minimum, value))
-    return value
-
-
-def _integer(value, name, minimum=1, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("%s must be an integer, got %r" % (name, value))
-    if value < minimum:
-        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
-    return int(value)
-
-
 def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); returns a new dict with every
     key of :data:`DEFAULTS`, ``lr`` filled in. Text-dependent defaults (``seq_len``, ``stride``,

@@ -31,18 +31,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import math
 import os
 import platform
 import sys
 import time
 import warnings
-from numbers import Real
 
 from .. import __version__, backend, coadjoint, data, inspect, rnn, train
 from ..cells import lstm
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
+from .._validate import integer as _integer, number as _number
 
 __all__ = ["DEFAULTS", "METHODS", "OPTIMIZERS", "add_arguments", "run", "check_settings",
            "make_data", "train_method", "plot_test_error", "plot_adjoint_norms", "blas_threads"]
@@ -68,29 +67,6 @@ N(0, 1/fan_in); the JP authors' code used ``scale=1.0, bias_scale=1.0, hidden=10
 
 
 # ------------------------------------------------------------------------------ settings
-def _number(value, name, minimum=None, positive=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError("%s must be a number, got %r" % (name, value))
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError("%s must be finite, got %r" % (name, value))
-    if positive and not value > 0:
-        raise ValueError("%s must be > 0, got %r" % (name, value))
-    if minimum is not None and value < minimum:
-        raise ValueError("%s must be >= %g, got %r" % (name, minimum, value))
-    return value
-
-
-def _integer(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("%s must be an integer, got %r" % (name, value))
-    if value < minimum:
-        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
-    return int(value)
-
-
 def methods_of(method):
     """``"both"`` -> (adjoint, coadjoint); ``"all"`` -> all of :data:`METHODS`; a name -> (name,)."""
     if method == "both":

@@ -35,16 +35,15 @@ import copy
 import functools
 import inspect as _inspect
 import json
-import math
 import os
 import platform
 import sys
 import time
-from numbers import Real
 
 from .. import __version__, backend, cells, coadjoint, data, train
 from ..optim.adam import Adam
 from .ltg import blas_threads
+from .._validate import integer as _integer, number as _number
 
 __all__ = ["DEFAULTS", "CELL_OPTIONS", "COLORS", "add_arguments", "check_settings", "run",
            "split_options", "measure", "train_cell", "report_steps", "format_table",
@@ -75,27 +74,6 @@ _FIXED = ("p", "m", "l", "seed", "dtype", "params", "u", "y", "state0", "output"
 
 
 # ------------------------------------------------------------------------------ settings
-def _number(value, name, positive=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError("%s must be a number, got %r" % (name, value))
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError("%s must be finite, got %r" % (name, value))
-    if positive and not value > 0:
-        raise ValueError("%s must be > 0, got %r" % (name, value))
-    return value
-
-
-def _integer(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("%s must be an integer, got %r" % (name, value))
-    if value < minimum:
-        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
-    return int(value)
-
-
 def _cell_names(value):
     """The cells to compare: None -> all registered; a str "a,b" or a list of names."""
     if value is None:
