@@ -52,22 +52,15 @@ import json
 import os
 import statistics
 import sys
-import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-sys.path.insert(0, HERE)  # bench_rnn: timing, matmul floor, environment
+sys.path.insert(0, HERE)  # _threads, and bench_rnn: timing, matmul floor, environment
+from _threads import apply_threads_flag  # noqa: E402
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 if __name__ == "__main__":
-    # BLAS reads its thread count when numpy is imported, so --threads acts before that import.
-    for _i, _a in enumerate(sys.argv[1:], 1):
-        _n = _a[len("--threads="):] if _a.startswith("--threads=") else (
-            sys.argv[_i + 1] if _a == "--threads" and _i + 1 < len(sys.argv) else None)
-        if _n is not None:
-            for _var in THREAD_VARS:
-                os.environ[_var] = _n
+    apply_threads_flag(sys.argv)  # BLAS reads its thread count when numpy is imported
 
 import numpy as np  # noqa: E402
 
@@ -135,42 +128,6 @@ def coadjoint_extra_flops(T, B, p, m, l=L_OUT):
 
 
 # ----------------------------------------------------------------------------- timing
-def _process_clock():
-    bench_rnn._synchronize()
-    return time.process_time()
-
-
-def time_interleaved(fns, repeat, warmup, clock):
-    """Warm up, then time every callable once per repeat, rotating their order each repeat.
-
-    Returns ({name: list of seconds}, {name: minor page faults per call}); index i of each list
-    is repeat i for every name (the pairs of the ratios).
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times = {k: [] for k in names}
-    faults = {k: 0 for k in names}
-    for i in range(repeat):
-        for j in range(len(names)):
-            k = names[(i + j) % len(names)]
-            f0 = bench_rnn._minor_faults()
-            t0 = clock()
-            fns[k]()
-            times[k].append(clock() - t0)
-            faults[k] += bench_rnn._minor_faults() - f0
-    return times, {k: v / repeat for k, v in faults.items()}
-
-
-def _summary(times, num, den):
-    a, b = statistics.median(times[num]), statistics.median(times[den])
-    pairs = [x / y for x, y in zip(times[num], times[den])]
-    q = statistics.quantiles(pairs, n=4) if len(pairs) >= 2 else [pairs[0]] * 3
-    return {"ratio_of_medians": a / b, "median_pair_ratio": statistics.median(pairs),
-            "pair_ratio_q1": q[0], "pair_ratio_q3": q[2]}
-
-
 def bench_one(size, dtype, repeat, warmup, clock, alpha=1.0, lr=0.1, scale=None, floors=True):
     T, B, p, m = size
     with backend.use_backend(None, dtype):
@@ -207,7 +164,7 @@ def bench_one(size, dtype, repeat, warmup, clock, alpha=1.0, lr=0.1, scale=None,
             fns.update({"floor_adjoint": floor_a, "floor_coadjoint": floor_c})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a warning an update raises is still raised (cost)
-            times, faults = time_interleaved(fns, repeat, warmup, clock)
+            times, faults = bench_rnn.time_interleaved(fns, repeat, warmup, clock)
         F = float(backend.to_numpy(rnn.loss(params, u, y)))
     row = {"T": T, "B": B, "p": p, "m": m, "l": L_OUT, "dtype": dtype,
            "backend": backend.get_backend(), "repeat": repeat, "warmup": warmup, "alpha": alpha,
@@ -216,9 +173,9 @@ def bench_one(size, dtype, repeat, warmup, clock, alpha=1.0, lr=0.1, scale=None,
     for k in times:
         row[k + "_s"] = statistics.median(times[k])
     for G in ("G23", "released"):
-        row[G] = _summary(times, G, "adjoint")
+        row[G] = bench_rnn.pair_summary(times, G, "adjoint")
     if floors:
-        row["floor"] = _summary(times, "floor_coadjoint", "floor_adjoint")
+        row["floor"] = bench_rnn.pair_summary(times, "floor_coadjoint", "floor_adjoint")
         fa = bench_rnn.floor_flops(T, B, p, m)
         row["floor_flop_ratio"] = (fa + coadjoint_extra_flops(T, B, p, m)) / fa
     return row
@@ -259,43 +216,16 @@ def markdown_table(rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
-    ap.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=backend.DTYPES,
-                    help="one or more dtypes (default: both)")
-    ap.add_argument("--sizes", nargs="+", type=bench_rnn.parse_size, default=None,
-                    metavar="TxBxpxm", help="default: %s" % " ".join(DEFAULT_SIZES))
-    ap.add_argument("--repeat", type=int, default=30, help="timed runs per measurement")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    bench_rnn.add_common_arguments(ap, DEFAULT_SIZES, dtypes=("float64", "float32"), repeat=30,
+                                   clock=True)
     ap.add_argument("--alpha", type=float, default=1.0, help="weight of G (default 1)")
     ap.add_argument("--scale", type=float, default=None,
                     help="std of every weight (authors' code: 1.0); default 1/sqrt(fan_in)")
-    ap.add_argument("--clock", default="wall", choices=("wall", "process"),
-                    help="wall: time.perf_counter; process: time.process_time (CPU time of all "
-                         "threads; use with --threads 1). Default wall")
     ap.add_argument("--no-floor", dest="floors", action="store_false",
                     help="skip the matmul floors (faster)")
-    ap.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="BLAS threads (sets %s before numpy is imported; "
-                         "default: the BLAS default)" % ", ".join(THREAD_VARS))
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="glibc mallopt: reuse freed arrays without new page faults "
-                         "(see bench_rnn.keep_freed_memory)")
-    ap.add_argument("--json", metavar="PATH", help="also save environment and results here")
     args = ap.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 0:
-        ap.error("--repeat must be >= 1 and --warmup >= 0")
-    if args.threads is not None and (args.threads < 1 or any(
-            os.environ.get(v) != str(args.threads) for v in THREAD_VARS)):
-        ap.error("--threads N needs N >= 1 and must be given on the command line of this script "
-                 "(it is applied before numpy is imported)")
-    sizes = args.sizes or [bench_rnn.parse_size(s) for s in DEFAULT_SIZES]
-    try:
-        backend.set_backend(args.backend)
-    except RuntimeError as exc:  # cupy requested where there is no usable GPU
-        ap.error(str(exc))
-    if args.clock == "process" and args.backend == "cupy":
-        ap.error("--clock process measures host CPU time; on cupy use the default wall clock")
-    clock = bench_rnn._clock if args.clock == "wall" else _process_clock
+    sizes = bench_rnn.check_common_arguments(ap, args, DEFAULT_SIZES)
+    clock = bench_rnn._clock if args.clock == "wall" else bench_rnn.process_clock
     env = bench_rnn.environment()
     env["blas_threads_flag"] = args.threads
     env["clock"] = args.clock

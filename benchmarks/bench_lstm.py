@@ -45,21 +45,14 @@ import json
 import os
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-sys.path.insert(0, HERE)  # bench_rnn: timing, RNN floor, environment
+sys.path.insert(0, HERE)  # _threads, and bench_rnn: timing, RNN floor, environment
+from _threads import apply_threads_flag  # noqa: E402
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 if __name__ == "__main__":
-    # BLAS reads its thread count when numpy is imported, so --threads acts before that import.
-    for _i, _a in enumerate(sys.argv[1:], 1):
-        _n = _a[len("--threads="):] if _a.startswith("--threads=") else (
-            sys.argv[_i + 1] if _a == "--threads" and _i + 1 < len(sys.argv) else None)
-        if _n is not None:
-            for _var in THREAD_VARS:
-                os.environ[_var] = _n
+    apply_threads_flag(sys.argv)  # BLAS reads its thread count when numpy is imported
 
 import numpy as np  # noqa: E402
 
@@ -121,42 +114,6 @@ def lstm_floor_flops(T, B, p, m, l=L_OUT):
 
 
 # ----------------------------------------------------------------------------- timing
-def _process_clock():
-    bench_rnn._synchronize()
-    return time.process_time()
-
-
-def time_interleaved(fns, repeat, warmup, clock):
-    """Warm up, then time every callable once per repeat, rotating their order each repeat.
-
-    Returns ({name: list of seconds}, {name: minor page faults per call}); index i of every
-    list is repeat i (the pairs of the per-repeat ratios).
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times = {k: [] for k in names}
-    faults = {k: 0 for k in names}
-    for i in range(repeat):
-        for j in range(len(names)):
-            k = names[(i + j) % len(names)]
-            f0 = bench_rnn._minor_faults()
-            t0 = clock()
-            fns[k]()
-            times[k].append(clock() - t0)
-            faults[k] += bench_rnn._minor_faults() - f0
-    return times, {k: v / repeat for k, v in faults.items()}
-
-
-def _summary(times, num, den):
-    a, b = statistics.median(times[num]), statistics.median(times[den])
-    pairs = [x / y for x, y in zip(times[num], times[den])]
-    q = statistics.quantiles(pairs, n=4) if len(pairs) >= 2 else [pairs[0]] * 3
-    return {"ratio_of_medians": a / b, "median_pair_ratio": statistics.median(pairs),
-            "pair_ratio_q1": q[0], "pair_ratio_q3": q[2]}
-
-
 # ----------------------------------------------------------------------------- problem
 def make_problem(T, B, p, m, seed=0):
     """RNN params, LSTM params, u (T, B, p), y (B, 1) on the active backend and dtype."""
@@ -186,19 +143,19 @@ def bench_one(size, dtype, repeat, warmup, clock, floors=True, momentum=True):
         if floors:
             fns["floor_rnn"] = bench_rnn.matmul_floor(T, B, p, m)
             fns["floor_lstm"] = lstm_matmul_floor(T, B, p, m)
-        times, faults = time_interleaved(fns, repeat, warmup, clock)
+        times, faults = bench_rnn.time_interleaved(fns, repeat, warmup, clock)
     row = {"T": T, "B": B, "p": p, "m": m, "l": L_OUT, "dtype": dtype,
            "backend": backend.get_backend(), "repeat": repeat, "warmup": warmup,
            "loss": losses, "page_faults": faults, "times_s": times}
     for k in times:
         row[k + "_s"] = statistics.median(times[k])
-    row["lstm/rnn"] = _summary(times, "lstm", "rnn")
+    row["lstm/rnn"] = bench_rnn.pair_summary(times, "lstm", "rnn")
     if momentum:
-        row["momentum_lstm/rnn"] = _summary(times, "momentum_lstm", "rnn")
+        row["momentum_lstm/rnn"] = bench_rnn.pair_summary(times, "momentum_lstm", "rnn")
     if floors:
-        row["floor_lstm/floor_rnn"] = _summary(times, "floor_lstm", "floor_rnn")
-        row["lstm/floor_lstm"] = _summary(times, "lstm", "floor_lstm")
-        row["rnn/floor_rnn"] = _summary(times, "rnn", "floor_rnn")
+        row["floor_lstm/floor_rnn"] = bench_rnn.pair_summary(times, "floor_lstm", "floor_rnn")
+        row["lstm/floor_lstm"] = bench_rnn.pair_summary(times, "lstm", "floor_lstm")
+        row["rnn/floor_rnn"] = bench_rnn.pair_summary(times, "rnn", "floor_rnn")
         row["floor_flop_ratio"] = lstm_floor_flops(T, B, p, m) / bench_rnn.floor_flops(T, B, p, m)
         row["floor_rnn_gflops"] = bench_rnn.floor_flops(T, B, p, m) / row["floor_rnn_s"] / 1e9
         row["floor_lstm_gflops"] = lstm_floor_flops(T, B, p, m) / row["floor_lstm_s"] / 1e9
@@ -253,43 +210,16 @@ def floor_table(rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
-    ap.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=backend.DTYPES,
-                    help="one or more dtypes (default: both)")
-    ap.add_argument("--sizes", nargs="+", type=bench_rnn.parse_size, default=None,
-                    metavar="TxBxpxm", help="default: %s" % " ".join(DEFAULT_SIZES))
-    ap.add_argument("--repeat", type=int, default=30, help="timed runs per measurement")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed runs first")
-    ap.add_argument("--clock", default="wall", choices=("wall", "process"),
-                    help="wall: time.perf_counter; process: time.process_time (CPU time of all "
-                         "threads; use with --threads 1). Default wall")
+    bench_rnn.add_common_arguments(ap, DEFAULT_SIZES, dtypes=("float64", "float32"), repeat=30,
+                                   clock=True)
     ap.add_argument("--no-floor", dest="floors", action="store_false",
                     help="skip the matmul floors (faster)")
     ap.add_argument("--no-momentum", dest="momentum", action="store_false",
                     help="skip the momentum LSTM (its larger arrays change the allocator's "
                          "state, hence the page faults of the others)")
-    ap.add_argument("--threads", type=int, default=None, metavar="N",
-                    help="BLAS threads (sets %s before numpy is imported; "
-                         "default: the BLAS default)" % ", ".join(THREAD_VARS))
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="glibc mallopt: reuse freed arrays without new page faults "
-                         "(see bench_rnn.keep_freed_memory)")
-    ap.add_argument("--json", metavar="PATH", help="also save environment and results here")
     args = ap.parse_args(argv)
-    if args.repeat < 1 or args.warmup < 0:
-        ap.error("--repeat must be >= 1 and --warmup >= 0")
-    if args.threads is not None and (args.threads < 1 or any(
-            os.environ.get(v) != str(args.threads) for v in THREAD_VARS)):
-        ap.error("--threads N needs N >= 1 and must be given on the command line of this script "
-                 "(it is applied before numpy is imported)")
-    sizes = args.sizes or [bench_rnn.parse_size(s) for s in DEFAULT_SIZES]
-    try:
-        backend.set_backend(args.backend)
-    except RuntimeError as exc:  # cupy requested where there is no usable GPU
-        ap.error(str(exc))
-    if args.clock == "process" and args.backend == "cupy":
-        ap.error("--clock process measures host CPU time; on cupy use the default wall clock")
-    clock = bench_rnn._clock if args.clock == "wall" else _process_clock
+    sizes = bench_rnn.check_common_arguments(ap, args, DEFAULT_SIZES)
+    clock = bench_rnn._clock if args.clock == "wall" else bench_rnn.process_clock
     env = bench_rnn.environment()
     env["blas_threads_flag"] = args.threads
     env["clock"] = args.clock

@@ -41,15 +41,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+sys.path.insert(0, HERE)  # _threads
+from _threads import THREAD_VARS, apply_threads_flag  # noqa: E402
+
 if __name__ == "__main__":
-    # BLAS reads its thread count when numpy is imported, so --threads acts before that import.
-    for _i, _a in enumerate(sys.argv[1:], 1):
-        _n = _a[len("--threads="):] if _a.startswith("--threads=") else (
-            sys.argv[_i + 1] if _a == "--threads" and _i + 1 < len(sys.argv) else None)
-        if _n is not None:
-            for _var in THREAD_VARS:
-                os.environ[_var] = _n
+    apply_threads_flag(sys.argv)  # BLAS reads its thread count when numpy is imported
 
 import numpy as np  # noqa: E402
 
@@ -90,6 +86,44 @@ def time_alternating(fns, repeat, warmup):
 
 
 # ----------------------------------------------------------------------------- problem
+def process_clock():
+    """CPU time of the process (all threads): steadier than wall time on a shared machine."""
+    _synchronize()
+    return time.process_time()
+
+
+def time_interleaved(fns, repeat, warmup, clock):
+    """Warm up, then time every callable once per repeat, rotating their order each repeat.
+
+    Returns ({name: list of seconds}, {name: minor page faults per call}); index i of every
+    list is repeat i (the pairs of the per-repeat ratios).
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times = {k: [] for k in names}
+    faults = {k: 0 for k in names}
+    for i in range(repeat):
+        for j in range(len(names)):
+            k = names[(i + j) % len(names)]
+            f0 = _minor_faults()
+            t0 = clock()
+            fns[k]()
+            times[k].append(clock() - t0)
+            faults[k] += _minor_faults() - f0
+    return times, {k: v / repeat for k, v in faults.items()}
+
+
+def pair_summary(times, num, den):
+    """Ratio of medians and median (quartiles) of the per-repeat ratios times[num] / times[den]."""
+    a, b = statistics.median(times[num]), statistics.median(times[den])
+    pairs = [x / y for x, y in zip(times[num], times[den])]
+    q = statistics.quantiles(pairs, n=4) if len(pairs) >= 2 else [pairs[0]] * 3
+    return {"ratio_of_medians": a / b, "median_pair_ratio": statistics.median(pairs),
+            "pair_ratio_q1": q[0], "pair_ratio_q3": q[2]}
+
+
 def parse_size(text):
     try:
         T, B, p, m = (int(v) for v in text.lower().split("x"))
@@ -295,36 +329,52 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_arguments(ap, default_sizes, dtypes=("float32", "float64"), repeat=20,
+                         clock=False):
+    """The options every benchmark script shares (backend, dtype, sizes, repeats, threads, ...)."""
     ap.add_argument("--backend", default="numpy", choices=backend.BACKENDS)
-    ap.add_argument("--dtype", nargs="+", default=["float32", "float64"], choices=backend.DTYPES,
+    ap.add_argument("--dtype", nargs="+", default=list(dtypes), choices=backend.DTYPES,
                     help="one or more dtypes (default: both)")
     ap.add_argument("--sizes", nargs="+", type=parse_size, default=None, metavar="TxBxpxm",
-                    help="default: %s" % " ".join(DEFAULT_SIZES))
-    ap.add_argument("--repeat", type=int, default=20, help="timed runs per measurement")
+                    help="default: %s" % " ".join(default_sizes))
+    ap.add_argument("--repeat", type=int, default=repeat, help="timed runs per measurement")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    if clock:
+        ap.add_argument("--clock", default="wall", choices=("wall", "process"),
+                        help="wall: time.perf_counter; process: time.process_time (CPU time of "
+                             "all threads; use with --threads 1). Default wall")
     ap.add_argument("--threads", type=int, default=None, metavar="N",
                     help="BLAS threads (sets %s before numpy is imported; "
                          "default: the BLAS default)" % ", ".join(THREAD_VARS))
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="call glibc mallopt so that freed arrays are reused without new page "
-                         "faults (shows how much of (a) is allocation; see keep_freed_memory)")
+                         "faults (shows how much of the time is allocation; see keep_freed_memory)")
     ap.add_argument("--json", metavar="PATH", help="also save environment and results here")
-    args = ap.parse_args(argv)
+
+
+def check_common_arguments(ap, args, default_sizes):
+    """Check the shared options, select the backend; returns the list of sizes."""
     if args.repeat < 1 or args.warmup < 0:
         ap.error("--repeat must be >= 1 and --warmup >= 0")
     if args.threads is not None and (args.threads < 1 or any(
             os.environ.get(v) != str(args.threads) for v in THREAD_VARS)):
         ap.error("--threads N needs N >= 1 and must be given on the command line of this script "
                  "(it is applied before numpy is imported)")
-    sizes = args.sizes or [parse_size(s) for s in DEFAULT_SIZES]
-
     try:
         backend.set_backend(args.backend)
     except RuntimeError as exc:  # cupy requested where there is no usable GPU
         ap.error(str(exc))
+    if getattr(args, "clock", "wall") == "process" and args.backend == "cupy":
+        ap.error("--clock process measures host CPU time; on cupy use the default wall clock")
+    return args.sizes or [parse_size(s) for s in default_sizes]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(ap, DEFAULT_SIZES)
+    args = ap.parse_args(argv)
+    sizes = check_common_arguments(ap, args, DEFAULT_SIZES)
     env = environment()
     env["blas_threads_flag"] = args.threads
     if args.keep_freed_memory:
