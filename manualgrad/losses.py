@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from . import activations, backend
 
-__all__ = ["Loss", "Head", "LOSSES", "get", "get_head", "head_and_targets", "targets",
+__all__ = ["Loss", "Head", "LOSSES", "get", "get_head", "head_and_targets", "targets", "per_example",
            "loss_names", "VALID_HEADS"]
 
 
@@ -202,6 +202,12 @@ def get_head(output, loss):
             % (ls.name, list(allowed),
                "(0, 1)" if ls.name == "bce" else "the probability simplex", out.name))
     return Head(out, ls, _FUSED.get((out.name, ls.name)))
+
+
+def per_example(F):
+    """F_b from head values: many-to-many values (T, B) are summed over the steps (BW: "the
+    loss is the sum of the loss at each slot"); many-to-one values (B,) pass through."""
+    return F.sum(axis=0) if F.ndim == 2 else F
 
 
 def head_and_targets(output, loss, o, y):

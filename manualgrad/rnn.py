@@ -305,16 +305,12 @@ class Sweep:
     params: dict = None
 
 
-def _per_example(F):
-    return F.sum(axis=0) if F.ndim == 2 else F  # many-to-many: loss summed over the steps
-
-
 def loss(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
          many_to_many=False):
     """F = batch mean of F_b (forward only; the function that finite differences check)."""
     traj = forward(params, u, x0, activation, output, many_to_many)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return _per_example(head.value(traj.o, traj.yhat, Y)).mean()
+    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
@@ -327,7 +323,7 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
     params = check_params(params)  # validated once; the sweeps below trust their inputs
     traj = _forward(params, u, x0, activation, output, many_to_many)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
@@ -501,7 +497,7 @@ def hvp_sweep(params, u, y, v, x0=None, activation="tanh", output="sigmoid", los
     v = check_direction(params, v)
     traj = _forward(params, u, x0, activation, output, many_to_many)  # JP (5)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     g = head.delta_out(traj.o, traj.yhat, Y)  # -dF_b/do (JP 6 composed with sigma_out')
     adj = _adjoint(params, traj, g)  # JP (7)-(8)
     grads = _gradients(traj, adj)  # JP (9)-(13)

@@ -428,20 +428,16 @@ def _gradients(traj, adj):
     }
 
 
-def _per_example(F):
-    return F.sum(axis=0) if F.ndim == 2 else F  # many-to-many: loss summed over the steps
-
-
 def _loss(params, u, y, state0, output, loss, many_to_many, momentum):
     traj = _forward(params, u, state0, output, many_to_many, momentum)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return _per_example(head.value(traj.o, traj.yhat, Y)).mean()
+    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def _sweep(params, u, y, state0, output, loss, many_to_many, momentum):
     traj = _forward(params, u, state0, output, many_to_many, momentum)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # inspection (inf if saturated)

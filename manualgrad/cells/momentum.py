@@ -361,16 +361,12 @@ class Sweep:
     head: losses.Head
 
 
-def _per_example(F):
-    return F.sum(axis=0) if F.ndim == 2 else F  # many-to-many: loss summed over the steps
-
-
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
          activation="tanh", mu=0.6, s=0.6):
     """F = batch mean of F_b (forward only; the function finite differences check)."""
     traj = forward(params, u, state0, output, many_to_many, activation, mu, s)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return _per_example(head.value(traj.o, traj.yhat, Y)).mean()
+    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -384,7 +380,7 @@ def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=
     params = check_params(params)
     traj = _forward(params, u, state0, activation, output, many_to_many, mu, s)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = _per_example(head.value(traj.o, traj.yhat, Y))
+    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # inspection only

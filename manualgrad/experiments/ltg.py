@@ -44,7 +44,7 @@ from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 
 __all__ = ["DEFAULTS", "METHODS", "OPTIMIZERS", "add_arguments", "run", "check_settings",
-           "make_data", "train_method", "plot_test_error", "plot_adjoint_norms", "blas_threads"]
+           "check_data_settings", "make_data", "train_method", "plot_test_error", "plot_adjoint_norms", "blas_threads"]
 
 METHODS = ("adjoint", "coadjoint", "lstm")
 """Methods that ``--method`` accepts (plus ``both`` = adjoint and coadjoint, ``all`` = the three,
@@ -78,6 +78,26 @@ def methods_of(method):
     raise ValueError("unknown method %r: valid are %s, both, all" % (method, ", ".join(METHODS)))
 
 
+def check_data_settings(s, min_T=1):
+    """Check, in place, the data and training sizes that the LTG experiments share.
+
+    n, n_test, T, p, informative_step, hidden, epochs, batch_size, seed and data_seed become
+    ints within range; the test split must leave training examples and the informative step
+    must lie in [1, T].
+    """
+    for k, lo in (("n", 2), ("n_test", 1), ("T", min_T), ("p", 1), ("informative_step", 1),
+                  ("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0),
+                  ("data_seed", 0)):
+        s[k] = _integer(s[k], k, lo)
+    if s["n_test"] >= s["n"]:
+        raise ValueError("n_test must be smaller than n: the first n - n_test examples train; "
+                         "got n = %d, n_test = %d" % (s["n"], s["n_test"]))
+    if s["informative_step"] > s["T"]:
+        raise ValueError("informative_step must lie in [1, T] = [1, %d], got %d"
+                         % (s["T"], s["informative_step"]))
+    return s
+
+
 def check_settings(**settings):
     """Validate and complete the settings of the experiment (unknown keys: TypeError).
 
@@ -91,16 +111,7 @@ def check_settings(**settings):
     s = dict(DEFAULTS)
     s.update(settings)
     methods_of(s["method"])
-    for k, lo in (("n", 2), ("n_test", 1), ("T", 2), ("p", 1), ("informative_step", 1),
-                  ("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0),
-                  ("data_seed", 0)):
-        s[k] = _integer(s[k], k, lo)
-    if s["n_test"] >= s["n"]:
-        raise ValueError("n_test must be smaller than n: the first n - n_test examples train; "
-                         "got n = %d, n_test = %d" % (s["n"], s["n_test"]))
-    if s["informative_step"] > s["T"]:
-        raise ValueError("informative_step must lie in [1, T] = [1, %d], got %d"
-                         % (s["T"], s["informative_step"]))
+    check_data_settings(s, min_T=2)  # the penalties compare at least two adjoints
     coadjoint.get_penalty(s["G"])          # ValueError naming the valid penalties
     if not isinstance(s["G"], str):
         raise TypeError("G must be a penalty name (%s), got %r"

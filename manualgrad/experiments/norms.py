@@ -42,6 +42,7 @@ import time
 
 from .. import __version__, backend, cells, coadjoint, data, train
 from ..optim.adam import Adam
+from . import ltg
 from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
 
@@ -159,16 +160,7 @@ def check_settings(**settings):
     s["cell_options"] = _options_of(s["cells"], s["cell_options"])
     for name in s["cells"]:
         split_options(name, s["cell_options"][name])
-    for k, lo in (("n", 2), ("n_test", 1), ("T", 1), ("p", 1), ("informative_step", 1),
-                  ("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0),
-                  ("data_seed", 0)):
-        s[k] = _integer(s[k], k, lo)
-    if s["n_test"] >= s["n"]:
-        raise ValueError("n_test must be smaller than n: the first n - n_test examples train; "
-                         "got n = %d, n_test = %d" % (s["n"], s["n_test"]))
-    if s["informative_step"] > s["T"]:
-        raise ValueError("informative_step must lie in [1, T] = [1, %d], got %d"
-                         % (s["T"], s["informative_step"]))
+    ltg.check_data_settings(s, min_T=1)
     s["lr"] = _number(s["lr"], "lr", positive=True)
     s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
     if s["blas_threads"] is not None:
