@@ -103,3 +103,10 @@ def integer(value, name, minimum=1, allow_none=False):
     if value < minimum:
         raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
     return int(value)
+
+
+def step(k, lo, hi, what):
+    """A step index k in [lo, hi] (the paper's 1-based indexing), else IndexError naming ``what``."""
+    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
+        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
+    return int(k)

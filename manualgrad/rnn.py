@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import activations, backend, losses
-from ._validate import axis_matches, float_array, params_mapping
+from ._validate import axis_matches, float_array, params_mapping, step as _step
 
 __all__ = ["PARAM_NAMES", "init_params", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint",
            "gradients", "loss", "sweep", "loss_and_grad", "check_params", "hvp", "hvp_sweep",
@@ -88,12 +88,6 @@ def check_params(params):
         m = p = l = None
     return params_mapping(params, PARAM_NAMES, {
         "W_rec": (m, m), "W_in": (m, p), "b1": (m,), "W_out": (l, m), "b2": (l,)}, "the RNN")
-
-
-def _step(k, lo, hi, what):
-    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
-        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
-    return int(k)
 
 
 @dataclass

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import activations, backend, losses
-from .._validate import axis_matches, float_array, params_mapping, positive_int
+from .._validate import axis_matches, float_array, params_mapping, positive_int, step as _step
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "param_names", "state_names", "num_layers",
            "recurrent_bound", "init_params", "clip_recurrent", "check_params", "Trajectory",
@@ -250,12 +250,6 @@ def _check_state0(state0, L, B, m):
                              % (n, B, m, m, tuple(h0.shape)))
         out.append(h0)
     return out
-
-
-def _step(k, lo, hi, what):
-    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
-        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
-    return int(k)
 
 
 @dataclass

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import activations, backend, losses
-from .._validate import axis_matches, float_array, params_mapping
+from .._validate import axis_matches, float_array, params_mapping, step as _step
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "init_params", "check_params", "check_momentum",
            "Trajectory", "Adjoint", "Sweep", "forward", "sweep", "loss", "loss_and_grad"]
@@ -158,12 +158,6 @@ def _state0(state0, names, widths, B, dtype):
                              % (n, "4m" if n == "v0" else "m", B, w, w, tuple(a.shape)))
         out.append(xp.broadcast_to(a, (B, w)))
     return out
-
-
-def _step(k, lo, hi, what):
-    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
-        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
-    return int(k)
 
 
 @dataclass

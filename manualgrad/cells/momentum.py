@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import activations, backend, losses, rnn
-from .._validate import axis_matches, float_array, params_mapping
+from .._validate import axis_matches, float_array, params_mapping, step as _step
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "INVERTIBLE", "init_params", "check_params",
            "check_hyper", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint", "gradients",
@@ -167,12 +167,6 @@ def _state0(state0, B, m):
                                  "got %s" % (n, B, m, m, tuple(a.shape)))
         out.append(a)
     return tuple(out)
-
-
-def _step(k, lo, hi, what):
-    if isinstance(k, bool) or not hasattr(k, "__index__") or not lo <= int(k) <= hi:
-        raise IndexError("%s: step k must be an integer in [%d, %d], got %r" % (what, lo, hi, k))
-    return int(k)
 
 
 # --------------------------------------------------------------------------------------------
