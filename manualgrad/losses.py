@@ -243,10 +243,10 @@ def targets(y, l, loss, leading_shape, argname="y"):
         if tuple(y.shape) != tuple(leading_shape):
             raise ValueError("%s: integer labels must have shape %s, got %s"
                              % (argname, tuple(leading_shape), tuple(y.shape)))
-        yh = backend.to_numpy(y)
-        if yh.size and (yh.min() < 0 or yh.max() >= l):
+        lo, hi = (int(y.min()), int(y.max())) if y.size else (0, 0)  # on y's own device
+        if lo < 0 or hi >= l:
             raise ValueError("%s: integer labels must lie in [0, %d) (l = %d outputs); found "
-                             "values in [%d, %d]" % (argname, l, l, yh.min(), yh.max()))
+                             "values in [%d, %d]" % (argname, l, l, lo, hi))
         labels = backend.asarray(y, dtype=y.dtype)
         return backend.asarray(xp.eye(l, dtype=backend.get_dtype())[labels])
     if l == 1 and ls.name != "cross_entropy" and tuple(y.shape) == tuple(leading_shape):
