@@ -1,0 +1,142 @@
+"""Results records: the one JSON file every experiment run writes, and what ``manualgrad report``
+reads back.
+
+A record is a plain dict, written as ``OUT/results.json`` by :func:`finish`::
+
+    {
+      "experiment": "adding",             # the registry name
+      "settings": {...},                  # every setting of the run (not "out", "progress")
+      "seed": 0,                          # settings["seed"], repeated for the report's grouping
+      "versions": {"manualgrad", "python", "numpy", "scipy", "matplotlib"},
+      "backend": "numpy", "dtype": "float64",
+      "runs": {                           # one entry per method / curve of the experiment
+        "fw": {"epochs": [{"epoch": 0, "test_mse": 0.17, ...}, ...], ...extra keys},
+        "sgd": {...}
+      },
+      "summary": {"fw": {"test_mse": 0.01}, ...},     # optional: final numbers per run
+      "figures": ["loss.png"],            # file names inside the results folder
+      "wall_time_s": 12.3, "created": "2026-11-22T10:00:00", "argv": [...],
+      "record_version": 1
+    }
+
+Each ``epochs`` row is a dict with an integer ``"epoch"`` (or ``"step"``) and float metrics;
+``manualgrad report`` plots every metric against it and aggregates records of the same
+experiment that differ only in their seed (mean and spread). Seeds make runs repeatable: the
+same command twice gives the same numbers on the same backend, so everything in a record except
+``wall_time_s``, ``created`` and per-run ``wall_time_s`` is a function of the settings.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+from .. import __version__, backend, train
+
+__all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "new_record", "add_run", "finish", "load",
+           "versions", "find_records"]
+
+RECORD_VERSION = 1
+IGNORED_SETTINGS = ("out", "progress", "verbose")
+"""Settings that do not change the numbers, left out of ``record["settings"]``."""
+
+
+def versions():
+    """Versions of manualgrad, Python and the numeric libraries (those importable)."""
+    out = {"manualgrad": __version__, "python": platform.python_version(),
+           "numpy": backend.np.__version__}
+    for name in ("scipy", "matplotlib", "cupy", "sklearn"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out[name] = getattr(mod, "__version__", "?")
+    return out
+
+
+def new_record(experiment, settings):
+    """A fresh record for one run of ``experiment`` with ``settings`` (a mapping)."""
+    if not isinstance(experiment, str) or not experiment:
+        raise TypeError("new_record: experiment must be a non-empty str, got %r" % (experiment,))
+    if not hasattr(settings, "items"):
+        raise TypeError("new_record: settings must be a mapping, got %s"
+                        % type(settings).__name__)
+    saved = {k: v for k, v in settings.items() if k not in IGNORED_SETTINGS}
+    return {"experiment": experiment, "settings": saved, "seed": saved.get("seed"),
+            "versions": versions(), "backend": backend.get_backend(),
+            "dtype": backend.get_dtype().name, "runs": {}, "summary": {}, "figures": [],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": list(sys.argv),
+            "record_version": RECORD_VERSION}
+
+
+def add_run(record, label, epochs, **extra):
+    """Add one run (a method, a curve) to ``record``: ``epochs`` is a list of metric rows.
+
+    Each row must be a mapping with an ``epoch`` or ``step`` key. ``extra`` (wall time, stop
+    reason, adjoint norms, ...) is stored beside the rows. Returns the run dict.
+    """
+    if not isinstance(label, str) or not label:
+        raise TypeError("add_run: label must be a non-empty str, got %r" % (label,))
+    if label in record["runs"]:
+        raise ValueError("add_run: the record already has a run %r" % label)
+    rows = list(epochs)
+    for i, row in enumerate(rows):
+        if not hasattr(row, "keys") or not ("epoch" in row or "step" in row):
+            raise ValueError("add_run(%r): row %d must be a mapping with an 'epoch' or 'step' "
+                             "key, got %r" % (label, i, row))
+    run = dict(extra, epochs=rows)
+    record["runs"][label] = run
+    return run
+
+
+def finish(record, out, wall_time_s, figures=()):
+    """Set the wall time and figure names, write ``out/results.json``; returns its path.
+
+    ``out`` is created if missing. ``figures``: file names (or paths) of figures already saved
+    in ``out``.
+    """
+    os.makedirs(out, exist_ok=True)
+    record["wall_time_s"] = float(wall_time_s)
+    record["figures"] = [os.path.basename(os.fspath(f)) for f in figures]
+    return train.write_json(os.path.join(out, "results.json"), record)
+
+
+def find_records(paths):
+    """The ``results.json`` files named by ``paths`` (files, or folders searched recursively),
+    sorted; FileNotFoundError naming a path that does not exist or holds no record."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isfile(p):
+            found.append(p)
+        elif os.path.isdir(p):
+            hits = sorted(os.path.join(d, f) for d, _, files in os.walk(p) for f in files
+                          if f == "results.json")
+            if not hits:
+                raise FileNotFoundError("%r holds no results.json (give the folder a "
+                                        "'manualgrad run ... --out FOLDER' wrote)" % p)
+            found.extend(hits)
+        else:
+            raise FileNotFoundError("no such file or folder: %r" % p)
+    return sorted(set(found))
+
+
+def load(path):
+    """Read one record (a ``results.json`` path, or the folder holding it); ValueError if the
+    file is not a record (no ``experiment`` or ``runs``)."""
+    import json
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "results.json")
+    with open(path) as f:
+        try:
+            rec = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError("%s is not valid JSON: %s" % (path, exc)) from None
+    if not isinstance(rec, dict) or "experiment" not in rec or "runs" not in rec:
+        raise ValueError("%s is not a manualgrad results record (it lacks 'experiment' or "
+                         "'runs')" % path)
+    rec.setdefault("seed", rec.get("settings", {}).get("seed"))
+    rec["_path"] = path
+    return rec
