@@ -1,0 +1,225 @@
+"""Peak memory of the two neural-ODE gradients vs the number of steps (and the adjoint-order table).
+
+For BW-NODE (``manualgrad.ode.node``, tanh, identity readout + mse) this measures, for each number
+of solver steps N, the peak of the memory traced by ``tracemalloc`` (NumPy registers its array
+data with tracemalloc, so this is the arrays plus the Python objects) during one
+``node.loss_and_grad(params, h0, y, solver=..., steps=N, method=...)``, above what was allocated
+before the call:
+
+* ``method="discrete"`` stores the state at every step (``sol.zs``) for the reverse sweep, so its
+  peak grows by one (B, n) state per step;
+* ``method="continuous"`` (BW Theorem 1) integrates [h, a, a_theta] backward from h(T) and stores
+  nothing, so its peak does not grow with N (only the host list of grid times does, 8-32 bytes
+  per step).
+
+Prints a markdown table (peak KiB, the growth per step in units of one state B*n*8 bytes, time
+per call) and writes a figure. With ``--orders`` it also prints the table of docs/ode.md
+"Measured orders": the relative gap between the continuous and the discrete adjoint gradients
+as the step halves, per fixed-step solver, and the observed order log2(gap(N) / gap(2N)).
+
+    python benchmarks/bench_ode_memory.py                       # figure docs/figures/ode_memory.png
+    python benchmarks/bench_ode_memory.py --orders --json results/ode_memory.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+sys.path.insert(0, HERE)  # _threads
+from _threads import apply_threads_flag  # noqa: E402
+
+if __name__ == "__main__":
+    apply_threads_flag(sys.argv)
+
+import numpy as np  # noqa: E402
+
+from manualgrad.ode import node, solvers  # noqa: E402
+
+FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_memory.png")
+ORDER_FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_adjoint_order.png")
+
+
+def peak_bytes(fn):
+    """tracemalloc peak of one call of ``fn`` above the memory traced just before it (bytes)."""
+    fn()  # warm-up: first-call allocations (imports, caches) are not counted
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def measure_memory(B, n, H, steps, solver, seed):
+    rng = np.random.default_rng(seed)
+    P = node.init_params(n, H, seed=seed)
+    h0, y = rng.standard_normal((B, n)), rng.standard_normal((B, n))
+    rows = []
+    for N in steps:
+        row = {"steps": N}
+        for method in ("continuous", "discrete"):
+            def call():
+                return node.loss_and_grad(P, h0, y, solver=solver, steps=N, method=method)
+            row[method + "_peak_bytes"] = peak_bytes(call)
+            t = time.perf_counter()
+            call()
+            row[method + "_seconds"] = time.perf_counter() - t
+        rows.append(row)
+    return rows
+
+
+def print_memory(rows, B, n, H, solver):
+    state = B * n * 8
+    print("\nPeak traced memory of one loss_and_grad, BW-NODE n=%d, H=%d, B=%d, %s "
+          "(one state = %.1f KiB)\n" % (n, H, B, solver, state / 1024))
+    print("| steps | continuous peak (KiB) | discrete peak (KiB) | discrete / continuous "
+          "| continuous ms | discrete ms |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        c, d = r["continuous_peak_bytes"], r["discrete_peak_bytes"]
+        print("| %d | %.0f | %.0f | %.2f | %.1f | %.1f |" % (
+            r["steps"], c / 1024, d / 1024, d / c, 1e3 * r["continuous_seconds"],
+            1e3 * r["discrete_seconds"]))
+    a, b = rows[0], rows[-1]
+    dn = b["steps"] - a["steps"]
+    for m in ("continuous", "discrete"):
+        per = (b[m + "_peak_bytes"] - a[m + "_peak_bytes"]) / dn
+        print("%s: growth %.1f bytes per step = %.3f states per step" % (m, per, per / state))
+
+
+def plot_memory(rows, B, n, H, solver, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    N = [r["steps"] for r in rows]
+    state = B * n * 8
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(N, [r["discrete_peak_bytes"] / 2 ** 20 for r in rows], "o-",
+            label="discrete adjoint (stores every state)")
+    ax.plot(N, [r["continuous_peak_bytes"] / 2 ** 20 for r in rows], "s-",
+            label="continuous adjoint (BW Theorem 1)")
+    ax.plot(N, [(rows[0]["discrete_peak_bytes"] + (k - N[0]) * state) / 2 ** 20 for k in N],
+            "k:", lw=1, label="one (B, n) state per step")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("solver steps N (%s)" % solver)
+    ax.set_ylabel("peak traced memory (MiB)")
+    ax.set_title("BW-NODE gradient memory, n=%d, H=%d, B=%d" % (n, H, B))
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print("wrote", path)
+
+
+# ----------------------------------------------------------------------------- orders
+ORDER_STEPS = {"euler": (16, 32, 64, 128), "midpoint": (8, 16, 32, 64), "rk4": (4, 8, 16, 32)}
+
+
+def measure_orders(seed=0):
+    """Gap between continuous and discrete adjoint gradients (the tests' smooth problem)."""
+    rng = np.random.default_rng(seed)
+    P = node.init_params(3, 5, seed=2, l=2, bias_scale=0.3)
+    h0, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    flat = lambda g: np.concatenate([np.ravel(g[k]) for k in sorted(g)])  # noqa: E731
+    _, gref, _ = node.loss_and_grad(P, h0, y, solver="rk4", steps=400)
+    out = {}
+    for solver, steps in ORDER_STEPS.items():
+        rows = []
+        for N in steps:
+            _, gd, _ = node.loss_and_grad(P, h0, y, solver=solver, steps=N)
+            _, gc, _ = node.loss_and_grad(P, h0, y, solver=solver, steps=N, method="continuous")
+            gap = np.linalg.norm(flat(gc) - flat(gd)) / np.linalg.norm(flat(gd))
+            rows.append({"steps": N, "gap": float(gap),
+                         "discrete_err": float(np.linalg.norm(flat(gd) - flat(gref))
+                                               / np.linalg.norm(flat(gref))),
+                         "continuous_err": float(np.linalg.norm(flat(gc) - flat(gref))
+                                                 / np.linalg.norm(flat(gref)))})
+        for a, b in zip(rows[:-1], rows[1:]):
+            b["order"] = float(np.log2(a["gap"] / b["gap"]))
+        out[solver] = rows
+    return out
+
+
+def print_orders(orders):
+    print("\nContinuous vs discrete adjoint gradient (BW-NODE n=3, H=5, B=4, T=1, seed 2/0); "
+          "gap = ||g_cont - g_disc|| / ||g_disc||; err = relative error vs RK4 with 400 steps\n")
+    print("| solver | steps | gap (cont. vs disc.) | observed order | disc. err | cont. err |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for solver, rows in orders.items():
+        for r in rows:
+            print("| %s | %d | %.3e | %s | %.2e | %.2e |" % (
+                solver, r["steps"], r["gap"], "%.3f" % r["order"] if "order" in r else "",
+                r["discrete_err"], r["continuous_err"]))
+
+
+def plot_orders(orders, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for solver, rows in orders.items():
+        N = [r["steps"] for r in rows]
+        g = [r["gap"] for r in rows]
+        p = solvers.SOLVERS[solver].order
+        ax.loglog(N, g, "o-", label="%s (observed %.2f)" % (solver, rows[-1]["order"]))
+        ax.loglog(N, [g[0] * (N[0] / k) ** p for k in N], "k:", lw=1)
+    ax.set_xlabel("steps N (h = 1/N)")
+    ax.set_ylabel("||g_cont - g_disc|| / ||g_disc||")
+    ax.set_title("Continuous vs discrete adjoint: gap ~ h^p (dotted: slope p)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print("wrote", path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512, 1024])
+    ap.add_argument("--B", type=int, default=64)
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--H", type=int, default=64)
+    ap.add_argument("--solver", default="rk4", choices=[s for s in solvers.SOLVERS
+                                                         if not solvers.SOLVERS[s].adaptive])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fig", default=FIG_DEFAULT, help="memory figure path ('' for none)")
+    ap.add_argument("--orders", action="store_true", help="also the adjoint-order table + figure")
+    ap.add_argument("--order-fig", default=ORDER_FIG_DEFAULT)
+    ap.add_argument("--json", default=None, help="write every number here")
+    ap.add_argument("--threads", type=int, default=None, help="BLAS threads (before numpy import)")
+    a = ap.parse_args(argv)
+    print("python %s, numpy %s, %s" % (platform.python_version(), np.__version__,
+                                       platform.processor() or platform.machine()))
+    rows = measure_memory(a.B, a.n, a.H, a.steps, a.solver, a.seed)
+    print_memory(rows, a.B, a.n, a.H, a.solver)
+    if a.fig:
+        plot_memory(rows, a.B, a.n, a.H, a.solver, a.fig)
+    record = {"settings": vars(a), "memory": rows}
+    if a.orders:
+        orders = measure_orders(a.seed)
+        print_orders(orders)
+        if a.order_fig:
+            plot_orders(orders, a.order_fig)
+        record["orders"] = orders
+    if a.json:
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        with open(a.json, "w") as fh:
+            json.dump(record, fh, indent=1)
+        print("wrote", a.json)
+    return record
+
+
+if __name__ == "__main__":
+    main()

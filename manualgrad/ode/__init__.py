@@ -1,0 +1,21 @@
+"""Neural ODEs with hand-written adjoints (BW "Neural ODEs", Theorem 1, Lemma 1; BW HBNODE).
+
+Modules: :mod:`~manualgrad.ode.solvers` (explicit Runge-Kutta solvers in a registry:
+euler, midpoint, rk4, dopri5), :mod:`~manualgrad.ode.adjoint` (the discrete adjoint of a solve
+and the continuous adjoint of BW Theorem 1, generic over the vector-field protocol),
+:mod:`~manualgrad.ode.node` (the BW neural ODE field, its loss and gradients, Lemma 1),
+:mod:`~manualgrad.ode.hbnode` (the heavy-ball neural ODE, BW Theorems 2-4) and
+:mod:`~manualgrad.ode.linear` (host-side linear theory of the heavy-ball ODE; import it
+explicitly: ``from manualgrad.ode import linear``, it needs scipy).
+
+Vector-field protocol: ``field.f(t, z, theta) -> (B, n)`` and
+``field.vjp(t, z, theta, a) -> (a @ df/dz, {name: sum_b a . df/dtheta[name]})``; optional
+``field.jvp(t, z, theta, v)`` and ``field.check(theta, z0) -> theta``. See docs/ode.md.
+"""
+from . import adjoint, hbnode, node, solvers
+from .adjoint import continuous_adjoint, discrete_adjoint
+from .node import LinearField, NODEField
+from .solvers import SOLVERS, odeint, odeint_grid
+
+__all__ = ["adjoint", "hbnode", "node", "solvers", "continuous_adjoint", "discrete_adjoint",
+           "LinearField", "NODEField", "SOLVERS", "odeint", "odeint_grid"]

@@ -1,0 +1,480 @@
+"""The heavy-ball neural ODE (HBNODE) and its adjoint (BW HBNODE eqs. 12-13, BW Theorems 2-3).
+
+BW HBNODE eq. (12), d2h/dt2 + gamma dh/dt = f(h, t, theta), is solved as the first-order system
+of eq. (13) on the stacked state z = [h, m] (rows are examples)::
+
+    dh/dt = m,   dm/dt = -gamma m + f(h),   f(h) = theta2 sigma(theta1 h + b1) + b2
+    z (B, 2n), h = z[:, :n], m = z[:, n:]
+    theta1 (H, n)  b1 (H,)  theta2 (n, H)  b2 (n,)  [gamma_raw (1,)]
+
+gamma is either a fixed number >= 0 or learned as gamma = sigmoid(gamma_raw) in (0, 1), as the
+HBNODE authors did. Write F(h, m) = (m, -gamma m + f(h)) and J = df/dh = theta2 diag(sigma'(u))
+theta1 (u = theta1 h + b1). The adjoint a = [a_h, a_m] = [dL/dh(t), dL/dm(t)] of BW Theorem 1,
+da/dt = -a dF/dz with dF/dz = [[0, I], [J, -gamma I]], is (BW Theorem 2, sign fixed)::
+
+    da_h/dt = -a_m J                (BW prints + a_m df/dh: the minus sign is missing)
+    da_m/dt = -a_h + gamma a_m
+    da_theta/dt = -a_m df/dtheta,    dL/dtheta = a_theta(t0) = -int_T^t0 a_m df/dtheta dt
+    da_gamma/dt = -a . dF/dgamma = a_m . m,  dL/dgamma = -int_{t0}^T a_m . m dt
+    dL/dgamma_raw = dL/dgamma * gamma (1 - gamma)
+
+(:func:`adjoint_rhs`, :func:`gamma_rhs`; :meth:`HBNODEField.vjp` must agree with them, which the
+tests check.) Eliminating a_h gives BW Theorem 3 for a_m, for any f::
+
+    d2a_m/dt2 - gamma da_m/dt = a_m J(h(t))
+
+while a_h satisfies it only when J is constant along the trajectory (linear f):
+a_h'' - gamma a_h' - a_h J = -a_m dJ/dt (:meth:`HBNODEField.theorem3_residuals`).
+BW states Theorem 3 for a = dL/dh; docs/hbnode.md has the derivation and the discrepancy.
+
+Gradients of a loss on h(T) in theta, gamma and the initial state (h0, m0) come from
+:mod:`manualgrad.ode.adjoint` (discrete or continuous adjoint) through :func:`loss_and_grad`,
+which mirrors :func:`manualgrad.ode.node.loss_and_grad` (same readout W_out, b_out and head)::
+
+    P = hbnode.init_params(n, H, seed=0, learn_gamma=True, gamma0=0.5, l=1)
+    F, grads, info = hbnode.loss_and_grad(P, h0, m0, y, solver="rk4", steps=20,
+                                          method="discrete")   # or "continuous"
+    info["grad_h0"], info["grad_m0"]                            # dF/dh0, dF/dm0 (B, n)
+"""
+from __future__ import annotations
+
+import math
+
+from .. import activations, backend, losses
+from .._validate import float_array, number, params_mapping, positive_int
+from . import adjoint as _adjoint
+from . import node as _node
+from . import solvers as _solvers
+
+__all__ = ["FIELD_NAMES", "HBNODEField", "init_params", "adjoint_rhs", "gamma_rhs", "split",
+           "check_params", "forward", "loss", "loss_and_grad"]
+
+FIELD_NAMES = ("theta1", "b1", "theta2", "b2")
+"""Parameters of f (BW-NODE's theta2 sigma(theta1 h) with biases); "gamma_raw" too if learned."""
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + backend.xp().tanh(0.5 * x))
+
+
+def split(z):
+    """(h, m) = (z[:, :n], z[:, n:]) for a stacked HBNODE state z (B, 2n)."""
+    n2 = z.shape[-1]
+    if n2 % 2:
+        raise ValueError("an HBNODE state z = [h, m] must have an even number of columns (2n), "
+                         "got shape %s" % (tuple(z.shape),))
+    n = n2 // 2
+    return z[..., :n], z[..., n:]
+
+
+def _gamma(theta, gamma):
+    """gamma as used by the field: the fixed number, or sigmoid(theta['gamma_raw']) (shape (1,))."""
+    if gamma is not None:
+        return gamma
+    if "gamma_raw" not in theta:
+        raise ValueError("gamma is learned but theta has no 'gamma_raw' entry (keys: %s)"
+                         % ", ".join(map(str, theta)))
+    return _sigmoid(theta["gamma_raw"])
+
+
+def adjoint_rhs(t, h, m, a_h, a_m, theta, activation="tanh", gamma=None):
+    """BW Theorem 2 with the sign fixed: returns (da_h/dt, da_m/dt), each (B, n).
+
+        da_h/dt = -a_m J,  J = df/dh = theta2 diag(sigma'(theta1 h + b1)) theta1
+        da_m/dt = -a_h + gamma a_m
+
+    from da/dt = -a dF/dz, F(h, m) = (m, -gamma m + f(h)) (BW HBNODE eq. 13). h, m, a_h, a_m:
+    (B, n); theta: the field parameters; gamma: the fixed damping, or None to use
+    sigmoid(theta['gamma_raw']). t is unused (f is autonomous) and kept for the signature.
+    """
+    act = activations.get(activation, "hidden")
+    g = _gamma(theta, gamma)
+    u = h @ theta["theta1"].T + theta["b1"]
+    a_m_J = ((a_m @ theta["theta2"]) * act.grad(u, None)) @ theta["theta1"]
+    return -a_m_J, -a_h + g * a_m
+
+
+def gamma_rhs(t, h, m, a_h, a_m):
+    """da_gamma/dt = -a . dF/dgamma = -a_m . (-m) = sum over the batch of a_m . m (a 0-d array).
+
+    With a_gamma(T) = 0, dL/dgamma = a_gamma(t0) = -int_{t0}^T (a_m . m) dt.
+    """
+    return (a_m * m).sum()
+
+
+class HBNODEField:
+    """The HBNODE vector field F(z) = [m, -gamma m + f(h)] on z = [h, m] (BW HBNODE eq. 13).
+
+    Implements the field protocol of :mod:`manualgrad.ode` (``f``, ``vjp``, ``jvp``, ``check``).
+    ``activation``: sigma by name (:mod:`manualgrad.activations`). ``learn_gamma=False`` uses
+    the fixed ``gamma`` (a number >= 0); ``learn_gamma=True`` uses gamma = sigmoid(theta
+    ['gamma_raw']) and ``gamma`` is ignored.
+    """
+
+    def __init__(self, activation="tanh", learn_gamma=False, gamma=0.5):
+        self.act = activations.get(activation, "hidden")
+        self.activation = self.act.name
+        if not isinstance(learn_gamma, bool):
+            raise TypeError("learn_gamma must be True or False, got %r" % (learn_gamma,))
+        self.learn_gamma = learn_gamma
+        self.gamma = None if learn_gamma else number(gamma, "gamma", minimum=0.0)
+
+    def __repr__(self):
+        g = "sigmoid(gamma_raw)" if self.learn_gamma else repr(self.gamma)
+        return "HBNODEField(activation=%r, gamma=%s)" % (self.activation, g)
+
+    @property
+    def names(self):
+        """The parameter names the field uses."""
+        return FIELD_NAMES + (("gamma_raw",) if self.learn_gamma else ())
+
+    def gamma_of(self, theta):
+        """gamma: the fixed float, or sigmoid(theta['gamma_raw']) (array of shape (1,))."""
+        return _gamma(theta, self.gamma)
+
+    # -- validation (called once per solve by manualgrad.ode) ----------------------------------
+    def check(self, theta, z0=None):
+        """Validate the field's parameters (and z0 (B, 2n) if given); theta on the backend.
+
+        Other keys of ``theta`` (a readout, say) pass through unchanged.
+        """
+        if not hasattr(theta, "keys") or "theta1" not in theta:
+            params_mapping(theta, self.names, {k: (None,) for k in self.names}, "the HBNODE field")
+        try:
+            H, n = theta["theta1"].shape
+        except (AttributeError, ValueError):
+            H = n = None
+        shapes = {"theta1": (H, n), "b1": (H,), "theta2": (n, H), "b2": (n,), "gamma_raw": (1,)}
+        out = dict(theta)
+        out.update(params_mapping(theta, self.names, {k: shapes[k] for k in self.names},
+                                  "the HBNODE field"))
+        if z0 is not None:
+            z0 = float_array(z0, "z0", ndim=2, axes=("B", "2n"))
+            if n is not None and z0.shape[1] != 2 * n:
+                raise ValueError("z0 = [h0, m0] must have 2n = %d columns (theta1 has n = %d "
+                                 "columns), got shape %s" % (2 * n, n, tuple(z0.shape)))
+        return out
+
+    # -- the field and its derivatives ---------------------------------------------------------
+    def _pre(self, h, theta):
+        return h @ theta["theta1"].T + theta["b1"]
+
+    def f(self, t, z, theta):
+        """dz/dt = [m, -gamma m + theta2 sigma(theta1 h + b1) + b2], shape (B, 2n) (BW eq. 13)."""
+        h, m = split(z)
+        g = self.gamma_of(theta)
+        fh = self.act.f(self._pre(h, theta)) @ theta["theta2"].T + theta["b2"]
+        return backend.xp().concatenate([m, fh - g * m], axis=1)
+
+    def f_h(self, t, h, theta):
+        """f(h) = theta2 sigma(theta1 h + b1) + b2, (B, n): the force of BW HBNODE eq. (12)."""
+        return self.act.f(self._pre(h, theta)) @ theta["theta2"].T + theta["b2"]
+
+    def vjp(self, t, z, theta, a):
+        """(a dF/dz, {name: sum_b a dF/dtheta}) for rows a = [a_h, a_m] (B, 2n).
+
+        a dF/dz = [a_m J, a_h - gamma a_m] (so da/dt = -this is BW Theorem 2, sign fixed);
+        with delta = (a_m theta2) o sigma'(u): d/dtheta1 = delta^T h, d/db1 = sum_b delta,
+        d/dtheta2 = a_m^T sigma(u), d/db2 = sum_b a_m, d/dgamma = -sum_b a_m . m and
+        d/dgamma_raw = d/dgamma * gamma (1 - gamma). Parameters f does not use get exact zeros.
+        """
+        xp = backend.xp()
+        h, m = split(z)
+        a_h, a_m = split(a)
+        g = self.gamma_of(theta)
+        u = self._pre(h, theta)
+        s = self.act.f(u)
+        delta = (a_m @ theta["theta2"]) * self.act.grad(u, s)
+        a_z = xp.concatenate([delta @ theta["theta1"], a_h - g * a_m], axis=1)
+        grads = {k: xp.zeros_like(v) for k, v in theta.items()}
+        grads["theta1"] = delta.T @ h
+        grads["b1"] = delta.sum(axis=0)
+        grads["theta2"] = a_m.T @ s
+        grads["b2"] = a_m.sum(axis=0)
+        if self.learn_gamma:
+            d_gamma = -(a_m * m).sum()
+            grads["gamma_raw"] = d_gamma * g * (1.0 - g)
+        return a_z, grads
+
+    def jvp(self, t, z, theta, v):
+        """(dF/dz) v = [v_m, J v_h - gamma v_m], (B, 2n), for tangents v = [v_h, v_m]."""
+        h, _ = split(z)
+        v_h, v_m = split(v)
+        g = self.gamma_of(theta)
+        u = self._pre(h, theta)
+        Jv = ((v_h @ theta["theta1"].T) * self.act.grad(u, None)) @ theta["theta2"].T
+        return backend.xp().concatenate([v_m, Jv - g * v_m], axis=1)
+
+    def adjoint_rhs(self, t, h, m, a_h, a_m, theta):
+        """BW Theorem 2, sign fixed, with this field's sigma and gamma (:func:`adjoint_rhs`)."""
+        return adjoint_rhs(t, h, m, a_h, a_m, theta, self.act, self.gamma_of(theta))
+
+    # -- BW Theorem 3 ---------------------------------------------------------------------------
+    def jacobian(self, t, h, theta):
+        """J = df/dh = theta2 diag(sigma'(u)) theta1 per example, (B, n, n) (column convention)."""
+        d = self.act.grad(self._pre(h, theta), None)
+        return (theta["theta2"][None, :, :] * d[:, None, :]) @ theta["theta1"]
+
+    def a_J(self, t, h, a, theta):
+        """Rows a J(h) = ((a theta2) o sigma'(u)) theta1, (B, n)."""
+        return ((a @ theta["theta2"]) * self.act.grad(self._pre(h, theta), None)) @ theta["theta1"]
+
+    def a_Jdot(self, t, h, m, a, theta):
+        """Rows a dJ/dt along the flow dh/dt = m: ((a theta2) o sigma''(u) o (theta1 m)) theta1."""
+        u = self._pre(h, theta)
+        return ((a @ theta["theta2"]) * self.act.grad2(u, None) * (m @ theta["theta1"].T)) \
+            @ theta["theta1"]
+
+    def theorem3_residuals(self, ts, zs, as_, theta):
+        """BW Theorem 3 on a recorded adjoint trajectory, by central differences in time.
+
+        ts: K >= 3 equally spaced times (either direction); zs, as_: states z = [h, m] and
+        adjoints a = [a_h, a_m] at those times, each (B, 2n). Returns a dict of (K-2, B, n) host
+        arrays at the interior times::
+
+            "m": a_m'' - gamma a_m' - a_m J      (BW eq. 15 for a_m: -> 0 as the step shrinks)
+            "h": a_h'' - gamma a_h' - a_h J      (BW eq. 15 for a_h: -> -a_m dJ/dt, not 0)
+            "h_corrected": the "h" residual + a_m dJ/dt   (-> 0)
+
+        with a' = (a_{k+1} - a_{k-1}) / (t_{k+1} - t_{k-1}) and a'' = (a_{k+1} - 2 a_k +
+        a_{k-1}) / dt^2, both O(dt^2) accurate.
+        """
+        np = backend.np
+        ts = np.asarray([float(s) for s in ts])
+        K = ts.size
+        if K < 3 or len(zs) != K or len(as_) != K:
+            raise ValueError("theorem3_residuals: need K >= 3 times with a state and an adjoint "
+                             "each; got %d times, %d states, %d adjoints" % (K, len(zs), len(as_)))
+        dt = np.diff(ts)
+        if np.abs(dt - dt[0]).max() > 1e-9 * abs(dt[0]):
+            raise ValueError("theorem3_residuals: the times must be equally spaced")
+        g = self.gamma_of(theta)
+        g = float(backend.to_numpy(g).reshape(-1)[0]) if backend.is_array(g) else g
+        out = {"m": [], "h": [], "h_corrected": []}
+        for k in range(1, K - 1):
+            h, m = split(zs[k])
+            a = as_[k]
+            d1 = (as_[k + 1] - as_[k - 1]) / (ts[k + 1] - ts[k - 1])
+            d2 = (as_[k + 1] - 2.0 * a + as_[k - 1]) / dt[0] ** 2
+            r = d2 - g * d1
+            r_h, r_m = split(r)
+            a_h, a_m = split(a)
+            res_h = r_h - self.a_J(ts[k], h, a_h, theta)
+            out["m"].append(backend.to_numpy(r_m - self.a_J(ts[k], h, a_m, theta)))
+            out["h"].append(backend.to_numpy(res_h))
+            out["h_corrected"].append(backend.to_numpy(res_h + self.a_Jdot(ts[k], h, m, a_m,
+                                                                             theta)))
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def init_params(n, H, seed=0, learn_gamma=False, gamma0=0.5, scale=None, bias_scale=0.0,
+                l=None, dtype=None):
+    """Random HBNODE parameters: theta1 (H, n), b1 (H,), theta2 (n, H), b2 (n,) [gamma_raw (1,)].
+
+    Weights N(0, s^2) with s = ``scale`` or 1/sqrt(fan_in) (n for theta1, H for theta2); biases
+    N(0, bias_scale^2). With ``learn_gamma``, gamma_raw = logit(gamma0) so that
+    sigmoid(gamma_raw) = gamma0 in (0, 1). ``l``: also a readout W_out (l, n), b_out (l,) on
+    h(T) (s = 1/sqrt(n)), as in :func:`manualgrad.ode.node.init_params`. Drawn on the host from
+    ``default_rng(seed)`` in the order theta1, b1, theta2, b2, W_out, b_out (so the field
+    parameters equal node.init_params(n, H, seed)'s).
+    """
+    n = positive_int(n, "n")
+    H = positive_int(H, "H")
+    l = positive_int(l, "l") if l is not None else None
+    rng = backend.host_rng(seed)
+
+    def std(fan_in):
+        return 1.0 / math.sqrt(fan_in) if scale is None else number(scale, "scale", minimum=0.0)
+
+    bias_scale = number(bias_scale, "bias_scale", minimum=0.0)
+    P = {
+        "theta1": backend.randn((H, n), rng=rng, scale=std(n), dtype=dtype),
+        "b1": backend.randn((H,), rng=rng, scale=bias_scale, dtype=dtype),
+        "theta2": backend.randn((n, H), rng=rng, scale=std(H), dtype=dtype),
+        "b2": backend.randn((n,), rng=rng, scale=bias_scale, dtype=dtype),
+    }
+    if learn_gamma:
+        g0 = number(gamma0, "gamma0")
+        if not 0.0 < g0 < 1.0:
+            raise ValueError("gamma0 must lie in (0, 1) when gamma is learned as "
+                             "sigmoid(gamma_raw), got %r" % (gamma0,))
+        P["gamma_raw"] = backend.asarray(backend.np.array([math.log(g0 / (1.0 - g0))]), dtype)
+    if l is not None:
+        P["W_out"] = backend.randn((l, n), rng=rng, scale=1.0 / math.sqrt(n), dtype=dtype)
+        P["b_out"] = backend.randn((l,), rng=rng, scale=bias_scale, dtype=dtype)
+    return P
+
+
+# ============================================================================ loss and gradients
+def _field_for(field, activation, gamma, learn_gamma, params):
+    if field is not None:
+        return field
+    if learn_gamma is None:
+        learn_gamma = hasattr(params, "keys") and "gamma_raw" in params
+    return HBNODEField(activation, learn_gamma, gamma)
+
+
+def _state(h0, m0):
+    """z0 = [h0, m0] (B, 2n); m0 None means zeros (the HBNODE authors' default)."""
+    h0 = float_array(h0, "h0", ndim=2, axes=("B", "n"))
+    if m0 is None:
+        m0 = backend.xp().zeros_like(h0)
+    else:
+        m0 = float_array(m0, "m0", ndim=2, axes=("B", "n"))
+        if tuple(m0.shape) != tuple(h0.shape):
+            raise ValueError("m0 must have the shape of h0 %s (B, n), got %s"
+                             % (tuple(h0.shape), tuple(m0.shape)))
+    return backend.xp().concatenate([h0, m0], axis=1)
+
+
+def check_params(params, z0, field):
+    """Validate the field parameters (``field.check``) and the readout W_out (l, n), b_out (l,)."""
+    P = field.check(params, z0) if hasattr(field, "check") else dict(params)
+    n = z0.shape[1] // 2
+    if "b_out" in params and "W_out" not in params:
+        raise ValueError("params has b_out but no W_out: the readout needs W_out (l, n)")
+    if "W_out" in params:
+        W = float_array(params["W_out"], "params['W_out']", ndim=2, axes=("l", "n"))
+        if W.shape[1] != n:
+            raise ValueError("params['W_out'] has shape %s, expected (l, n) with n = %d (the "
+                             "readout acts on h(T))" % (tuple(W.shape), n))
+        P["W_out"] = W
+        if "b_out" in params:
+            bo = float_array(params["b_out"], "params['b_out']", ndim=1, axes=("l",))
+            if tuple(bo.shape) != (W.shape[0],):
+                raise ValueError("params['b_out'] has shape %s, expected (l,) = (%d,)"
+                                 % (tuple(bo.shape), W.shape[0]))
+            P["b_out"] = bo
+    return P
+
+
+def _solve(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record):
+    if grid is not None:
+        return _solvers.odeint_grid(field, z0, P, grid, solver, record=record)
+    return _solvers.odeint(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                           record=record)
+
+
+def forward(params, h0, m0=None, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
+            atol=1e-8, max_steps=10_000, activation="tanh", gamma=0.5, learn_gamma=None,
+            field=None, grid=None, record=True):
+    """Solve the HBNODE (BW eq. 13) from z0 = [h0, m0]; a :class:`~manualgrad.ode.solvers.Solution`.
+
+    h0, m0: (B, n) (m0 None: zeros). ``learn_gamma=None``: True iff params has ``gamma_raw``;
+    otherwise gamma is the fixed ``gamma``. ``grid``: step over this host grid with ``solver``
+    (``odeint_grid``; replays e.g. a dopri5 solve's ``info["ts"]``).
+    """
+    fld = _field_for(field, activation, gamma, learn_gamma, params)
+    z0 = _state(h0, m0)
+    P = check_params(params, z0, fld)
+    return _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record)
+
+
+def loss(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
+         atol=1e-8, max_steps=10_000, activation="tanh", gamma=0.5, learn_gamma=None,
+         output="identity", loss="mse", field=None, grid=None):
+    """F = batch mean of head(readout(h(T)), y) (forward only; what finite differences check).
+
+    Arguments as in :func:`loss_and_grad`.
+    """
+    sol = forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
+                  gamma, learn_gamma, field, grid, record=False)
+    hT, _ = split(sol.z1)
+    o = _node.readout(params, hT)
+    head, Y = losses.head_and_targets(output, loss, o, y)
+    return head.value(o, head.output.f(o), Y).mean()
+
+
+def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
+                  method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, activation="tanh",
+                  gamma=0.5, learn_gamma=None, output="identity", loss="mse", field=None,
+                  adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None,
+                  adjoint_atol=None):
+    """``(F, grads, info)``: a loss on h(T) of the HBNODE and its gradient, two ways.
+
+    Mirrors :func:`manualgrad.ode.node.loss_and_grad` (same head, readout and adjoint options).
+
+    Parameters
+    ----------
+    params : theta1 (H, n), b1 (H,), theta2 (n, H), b2 (n,), gamma_raw (1,) when gamma is
+        learned, and an optional readout W_out (l, n), b_out (l,) acting on h(T).
+    h0, m0 : (B, n) initial position and velocity (m0 None: zeros); z0 = [h0, m0].
+    y : targets for the head.
+    t0, t1, solver, steps, h, rtol, atol, max_steps : the forward solve.
+    method : 'discrete' (exact gradient of the computed solution) or 'continuous' (BW
+        Theorem 1 on z = [h, m]: the adjoint system of BW Theorem 2 with the sign fixed,
+        integrated backward with ``adjoint_solver``/``adjoint_steps``/... as in node).
+    activation, gamma, learn_gamma, field : the field, HBNODEField(activation, learn_gamma,
+        gamma) unless given; learn_gamma None means "params has gamma_raw".
+    output, loss : the head (default identity + mse).
+
+    Returns
+    -------
+    F : 0-d array.  grads : {name: dF/dparams[name]} for every key of params (gamma_raw
+    included: dF/dgamma * gamma (1 - gamma); exact zeros for keys the field ignores).
+    info : ``grad_h0``, ``grad_m0`` (B, n) = dF/dh0, dF/dm0; ``grad_z0`` (B, 2n); ``hT``,
+    ``mT``; ``aT`` = dF/dz(T) (B, 2n); ``gamma`` (float); ``grad_gamma`` = dF/dgamma (float,
+    when gamma is learned: the gamma_raw gradient / (gamma (1 - gamma)); else None); NFE and
+    step counts, ``ts``,
+    ``method``, ``solver`` as in node.loss_and_grad.
+    """
+    if method not in ("discrete", "continuous"):
+        raise ValueError("method must be 'discrete' or 'continuous', got %r" % (method,))
+    base = _field_for(field, activation, gamma, learn_gamma, params)
+    fld = _solvers.Counted(base)
+    z0 = _state(h0, m0)
+    P = check_params(params, z0, base)
+    sol = _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
+                       record=(method == "discrete"))
+    nfe_forward = fld.nfe
+    hT, mT = split(sol.z1)
+    o = _node.readout(P, hT)
+    head, Y = losses.head_and_targets(output, loss, o, y)
+    yo = head.output.f(o)
+    F = head.value(o, yo, Y).mean()
+    B = hT.shape[0]
+    dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do (B, l)
+    readout_grads = {}
+    if "W_out" in P:
+        a_hT = dF_do @ P["W_out"]
+        readout_grads["W_out"] = dF_do.T @ hT
+        if "b_out" in P:
+            readout_grads["b_out"] = dF_do.sum(axis=0)
+    else:
+        a_hT = dF_do
+    aT = backend.xp().concatenate([a_hT, backend.xp().zeros_like(mT)], axis=1)  # L reads h only
+    theta = {k: v for k, v in P.items() if k not in _node.READOUT_NAMES}
+    fld.nfe = 0
+    if method == "discrete":
+        a0, g = _adjoint.discrete_adjoint(fld, sol, theta, aT)
+        steps_back = sol.steps
+    else:
+        asolver = solver if adjoint_solver is None else adjoint_solver
+        if _solvers.get_solver(asolver).adaptive:
+            kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                      atol=atol if adjoint_atol is None else adjoint_atol, max_steps=max_steps)
+        elif adjoint_steps is not None:
+            kw = dict(steps=adjoint_steps)
+        elif not _solvers.get_solver(solver).adaptive:
+            kw = dict(steps=steps, h=h)
+        else:
+            raise ValueError("method='continuous' with a fixed-step adjoint_solver after an "
+                             "adaptive forward solve needs adjoint_steps=")
+        res = _adjoint.continuous_adjoint(fld, sol.z1, theta, aT, sol.t0, sol.t1, asolver, **kw)
+        a0, g = res.a0, res.grads
+        steps_back = res.steps
+    grads = dict(g)
+    grads.update(readout_grads)
+    grads = {k: grads[k] for k in params}
+    g_val = base.gamma_of(P)
+    g_val = float(backend.to_numpy(g_val).reshape(-1)[0]) if backend.is_array(g_val) else g_val
+    n = hT.shape[1]
+    grad_gamma = None
+    if "gamma_raw" in grads and getattr(base, "learn_gamma", False):
+        grad_gamma = float(backend.to_numpy(grads["gamma_raw"]).reshape(-1)[0]) / (
+            g_val * (1.0 - g_val))
+    info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_z0": a0, "hT": hT, "mT": mT,
+            "aT": aT, "gamma": g_val, "grad_gamma": grad_gamma, "nfe_forward": nfe_forward, "nfe_backward": fld.nfe,
+            "nvjp_backward": fld.nvjp, "steps_forward": sol.steps, "steps_backward": steps_back,
+            "ts": sol.ts, "method": method, "solver": sol.solver}
+    return F, grads, info
