@@ -1,0 +1,86 @@
+"""BW-HB: the heavy-ball method in its two forms, and the Momentum RNN as heavy ball."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from manualgrad import backend
+from manualgrad.cells import momentum
+from manualgrad.optim import heavy_ball as hb
+
+
+def _quadratic(n, seed):
+    rng = np.random.default_rng(seed)
+    Q = rng.standard_normal((n, n))
+    A = Q @ Q.T / n + 0.1 * np.eye(n)          # f(x) = x^T A x / 2 - b^T x, grad = A x - b
+    b = rng.standard_normal(n)
+    return A, b, (lambda x: x @ A.T - b)
+
+
+@given(n=st.integers(1, 6), seed=st.integers(0, 2**16), s=st.floats(0.01, 0.5),
+       mu=st.floats(0.0, 0.95), steps=st.integers(0, 30))
+@settings(max_examples=40)
+def test_x_form_and_p_form_give_the_same_iterates(n, seed, s, mu, steps):
+    A, b, grad = _quadratic(n, seed)
+    x0 = np.random.default_rng(seed + 1).standard_normal((3, n))
+    xs = backend.to_numpy(hb.heavy_ball(grad, x0, s, mu, steps))
+    ps = backend.to_numpy(hb.heavy_ball_p(grad, x0, s, mu, steps))
+    assert xs.shape == ps.shape == (steps + 1, 3, n)
+    scale = 1 + np.abs(xs).max()
+    assert np.abs(xs - ps).max() <= 1e-12 * scale * (steps + 1)
+
+
+def test_first_step_is_gradient_descent_and_second_adds_momentum():
+    A, b, grad = _quadratic(3, 0)
+    x0 = np.ones((1, 3))
+    s, mu = 0.1, 0.7
+    xs = backend.to_numpy(hb.heavy_ball(grad, x0, s, mu, 2))
+    x1 = x0 - s * grad(x0)
+    x2 = x1 - s * grad(x1) + mu * (x1 - x0)
+    np.testing.assert_allclose(xs[1], x1, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(xs[2], x2, rtol=0, atol=1e-15)
+
+
+def test_momentum_speeds_up_an_ill_conditioned_quadratic():
+    """The reason for the method: with s = 1/L, mu = 0.9 beats mu = 0 after 100 steps."""
+    A = np.diag([1.0, 1e-2])
+    grad = lambda x: x @ A.T  # noqa: E731
+    x0 = np.ones((1, 2))
+    plain = backend.to_numpy(hb.heavy_ball(grad, x0, 1.0, 0.0, 100))[-1]
+    heavy = backend.to_numpy(hb.heavy_ball(grad, x0, 1.0, 0.9, 100))[-1]
+    assert np.linalg.norm(heavy) < 0.1 * np.linalg.norm(plain)
+
+
+@given(m=st.integers(1, 5), p=st.integers(1, 4), T=st.integers(1, 8), seed=st.integers(0, 2**16),
+       mu=st.floats(0.0, 0.9), s=st.floats(0.1, 2.0),
+       activation=st.sampled_from(["tanh", "sigmoid", "identity"]))
+@settings(max_examples=40)
+def test_momentum_rnn_is_the_heavy_ball_p_form_with_v_equal_minus_U_p(m, p, T, seed, mu, s,
+                                                                       activation):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, m)) / np.sqrt(m) + 1.5 * np.eye(m)   # well conditioned
+    W = rng.standard_normal((m, p))
+    x = rng.standard_normal((T, 2, p))
+    h0 = 0.3 * rng.standard_normal((2, m))
+    P = {"U": U, "W": W, "b": np.zeros(m), "W_out": np.zeros((1, m)), "b2": np.zeros(1)}
+    traj = momentum.forward(P, x, state0={"h0": h0, "v0": np.zeros((2, m))},
+                            activation=activation, mu=mu, s=s)
+    h = backend.to_numpy(hb.momentum_rnn_p_form(U, W, x, mu, s, h0=h0, activation=activation))
+    np.testing.assert_allclose(h, backend.to_numpy(traj.h), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(s=0.0), "s"), (dict(s=-1.0), "s"), (dict(mu=1.0), "mu"), (dict(mu=-0.1), "mu"),
+    (dict(steps=-1), "steps"), (dict(steps=1.5), "steps"),
+])
+def test_bad_hyperparameters_are_refused(kw, match):
+    args = dict(s=0.1, mu=0.5, steps=3)
+    args.update(kw)
+    with pytest.raises((ValueError, TypeError), match=match):
+        hb.heavy_ball(lambda x: x, np.ones(2), **args)
+    with pytest.raises((ValueError, TypeError), match=match):
+        hb.heavy_ball_p(lambda x: x, np.ones(2), **args)
+
+
+def test_momentum_rnn_p_form_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        hb.momentum_rnn_p_form(np.eye(3), np.ones((2, 4)), np.ones((2, 1, 4)), 0.5, 0.5)
