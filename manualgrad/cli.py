@@ -1,7 +1,10 @@
 """The ``manualgrad`` console script.
 
-    manualgrad run ltg [options]     train on the Long Time Gap task, print adjoint norms, plot
-    manualgrad run --list            the registered experiments
+    manualgrad run --list            the registered experiments, one line each
+    manualgrad run NAME [options]    run one (NAME --help: its options; --quick: a short setting);
+                                     writes OUT/results.json (a record) and figures
+    manualgrad report RESULTS... [--out FOLDER] [--metric NAME]
+                                     figures and tables over seeds from saved records
     manualgrad study ltg [--quick]   an experiment over seeds x settings, in parallel processes
     manualgrad check                 finite-difference check of the RNN gradient on random cases
     manualgrad info                  version, backends available, default dtype
@@ -14,18 +17,57 @@ import sys
 from . import __version__, backend
 
 
+def _summary(mod):
+    """The first line of an experiment module's docstring (what ``run --list`` shows)."""
+    lines = (mod.__doc__ or "").strip().splitlines()
+    return lines[0].strip() if lines else "(no description)"
+
+
+def experiment_settings(name, mod, argv):
+    """The settings ``mod.run`` gets from the command line ``argv`` of ``manualgrad run NAME``.
+
+    The module's ``add_arguments`` defines the options; ``--quick`` (added here when the module
+    does not define it) makes the module's ``QUICK`` overrides the defaults, so options given
+    explicitly still win (``--quick --seed 3``). ``quick`` itself reaches ``run`` only when it
+    is one of the module's ``DEFAULTS``.
+    """
+    sub = argparse.ArgumentParser(prog="manualgrad run %s" % name,
+                                  description=(mod.__doc__ or "").strip(),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod.add_arguments(sub)
+    try:
+        sub.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                         help="the module's QUICK settings as defaults: a run of minutes")
+    except argparse.ArgumentError:   # the module defines --quick itself
+        pass
+    settings = vars(sub.parse_args(argv))
+    if settings.get("quick"):
+        quick = getattr(mod, "QUICK", None)
+        if quick is None:
+            raise ValueError("experiment %r defines no QUICK settings; run it without --quick"
+                             % name)
+        sub.set_defaults(**quick)
+        settings = vars(sub.parse_args(argv))
+    if "quick" not in getattr(mod, "DEFAULTS", {}):
+        settings.pop("quick", None)
+    return settings
+
+
 def _cmd_run(args, parsers):
     from .experiments import REGISTRY
     if args.list or not args.name:
+        width = max([len(n) for n in REGISTRY] + [8])
         for name, mod in REGISTRY.items():
-            print("%-8s %s" % (name, (mod.__doc__ or "").strip().splitlines()[0]))
+            print("%-*s  %s" % (width, name, _summary(mod)))
         return 0
     mod = REGISTRY[args.name]
-    sub = argparse.ArgumentParser(prog="manualgrad run %s" % args.name,
-                                  description=(mod.__doc__ or "").strip())
-    mod.add_arguments(sub)
-    settings = vars(sub.parse_args(args.rest))
-    mod.run(**settings)
+    mod.run(**experiment_settings(args.name, mod, args.rest))
+    return 0
+
+
+def _cmd_report(args):
+    from .experiments import report
+    report.make_report(args.results, out=args.out, metrics=args.metric, figures=args.figures)
     return 0
 
 
@@ -85,6 +127,14 @@ def main(argv=None):
                              add_help=False)
     p_study.add_argument("name", nargs="?", help="study name: ltg")
     p_study.add_argument("rest", nargs=argparse.REMAINDER)
+    p_report = sub.add_parser("report", help="figures and tables over seeds from saved results "
+                                         "records", description="Read results records (files, "
+                                         "or folders searched recursively), group them by "
+                                         "experiment and settings except the seed, and write "
+                                         "report.md, report.json and one figure per metric "
+                                         "(mean and spread over seeds) in --out.")
+    from .experiments import report as _report
+    _report.add_arguments(p_report)
     p_check = sub.add_parser("check", help="finite-difference check of the RNN gradients")
     p_check.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="version and available backends")
@@ -103,9 +153,11 @@ def main(argv=None):
         if args.command == "run":
             from .experiments import REGISTRY
             if args.name and args.name not in REGISTRY:
-                parser.error("unknown experiment %r: valid names are %s"
-                             % (args.name, ", ".join(REGISTRY)))
+                parser.error("unknown experiment %r: valid names are %s (see 'manualgrad run "
+                             "--list')" % (args.name, ", ".join(REGISTRY)))
             return _cmd_run(args, None)
+        if args.command == "report":
+            return _cmd_report(args)
         if args.command == "study":
             from .experiments.study import STUDIES
             if args.name not in STUDIES:

@@ -23,25 +23,28 @@ steps: docs/char.md); ``manualgrad run char --text FILE`` on a utf-8 text file. 
 ``--out``: ``results.json`` (settings, vocabulary, per-epoch rows, samples), ``loss.png`` (loss
 per character against step) and ``params.npz`` (a :func:`manualgrad.train.save_checkpoint` with
 the vocabulary in its meta).
+
+The record is built with :mod:`manualgrad.experiments.record`: its one run, ``rnn``, holds the
+per-epoch rows (also kept at the top level as ``epochs``), so ``manualgrad report`` can aggregate
+runs over seeds. ``--quick`` applies :data:`QUICK`; the test suite runs :data:`TINY`.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import os
-import platform
-import sys
-import time
 from numbers import Real
 
-from .. import __version__, backend, rnn, train
+from .. import backend, rnn, train
 from ..data.text import Vocabulary, next_char_dataset, one_hot, read_text
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
+from . import record as _record
 
-__all__ = ["DEFAULTS", "OPTIMIZERS", "KW", "add_arguments", "check_settings", "run", "sample",
+__all__ = ["DEFAULTS", "QUICK", "TINY", "OPTIMIZERS", "KW", "add_arguments", "check_settings", "run", "sample",
            "reproduces", "load_text", "plot_loss", "REPRODUCE_MAX_CHARS"]
 
 OPTIMIZERS = {"sgd": (SGD, 0.1), "adam": (Adam, 0.01)}
@@ -68,6 +71,12 @@ DEFAULTS = dict(text=None, string=None, seq_len=None, stride=None, max_chars=Non
 ``batch_size`` >= 1 an epoch is one step. ``first=None``: the text's first character;
 ``length=None``: len(text) - 1 characters for texts up to 200 characters, else 200.
 ``temperature`` for the ``samples`` random samples (the greedy one is always printed)."""
+
+QUICK = dict(epochs=60)
+"""``--quick``: 60 steps on "hello" (greedy sampling reproduces it after about 16); a second."""
+
+TINY = dict(epochs=3, samples=1)
+"""The test suite's setting."""
 
 
 # ------------------------------------------------------------------------------ settings
@@ -155,6 +164,9 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                   help="defaults from QUICK: %s" % ", ".join(
+                       "%s=%s" % kv for kv in QUICK.items()))
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -394,19 +406,18 @@ def run(verbose=True, **settings):
     if saved["text"] is not None:
         saved["text"] = os.fspath(saved["text"])
     saved.update(seq_len=seq_len, stride=stride, first=first, length=length)
-    record = {
-        "experiment": "char", "settings": saved, "source": source,
-        "text": text if short else None, "n_chars": len(text), "vocab": list(vocab.chars),
-        "windows": n, "steps_per_epoch": steps_per_epoch, "steps": steps_per_epoch * s["epochs"],
-        "epochs": rows, "stopped": hist.stopped, "reproduced_at_step": reproduced_at,
+    record = _record.new_record("char", saved)
+    record.update({
+        "source": source, "text": text if short else None, "n_chars": len(text),
+        "vocab": list(vocab.chars), "windows": n, "steps_per_epoch": steps_per_epoch,
+        "steps": steps_per_epoch * s["epochs"], "epochs": rows, "stopped": hist.stopped,
+        "reproduced_at_step": reproduced_at,
         "samples": {"first": first, "length": length, "greedy": greedy,
-                    "temperature": s["temperature"], "random": randoms},
-        "versions": {"manualgrad": __version__, "python": platform.python_version(),
-                     "numpy": backend.np.__version__},
-        "backend": backend.get_backend(), "dtype": backend.get_dtype().name,
-        "wall_time_s": hist.wall_time, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "argv": sys.argv,
-    }
-    train.write_json(paths["results"], record)
+                    "temperature": s["temperature"], "random": randoms}})
+    _record.add_run(record, "rnn", rows, stopped=hist.stopped,
+                    reproduced_at_step=reproduced_at)
+    if rows and "train_F" in rows[-1]:
+        record["summary"]["rnn"] = {"F_per_char": rows[-1]["F_per_char"]}
+    _record.finish(record, out, hist.wall_time, figures=[paths["loss"]])
     say("\nwrote %s (%.1f s)" % (", ".join(paths.values()), hist.wall_time))
     return record

@@ -16,6 +16,10 @@ table of ||lambda_k|| against k, and writes to ``--out``: ``results.json`` (sett
 per-epoch rows, ||lambda_k|| per epoch), ``history.csv`` (one row per method and epoch),
 ``test_error.png`` (Fig. 2 style) and ``adjoint_norms.png``.
 
+The record is built and written with :mod:`manualgrad.experiments.record` (seed, versions,
+backend, figures, one run per method); ``manualgrad report`` aggregates records over seeds.
+``--quick`` applies :data:`QUICK` (about 20 s on 2 cores); the test suite runs :data:`TINY`.
+
 From Python: ``run(method="all", epochs=20, ...)`` returns the record; :func:`train_method` trains
 one method and is what ``manualgrad study ltg`` (:mod:`manualgrad.experiments.study`) calls in
 its worker processes.
@@ -28,23 +32,24 @@ neither is found). NumPy conversion happens here, at the edge.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import functools
 import os
-import platform
-import sys
 import time
 import warnings
 
-from .. import __version__, backend, coadjoint, data, inspect, rnn, train
+from .. import backend, coadjoint, data, inspect, rnn, train
 from ..cells import lstm
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
+from . import record as _record
 
-__all__ = ["DEFAULTS", "METHODS", "OPTIMIZERS", "add_arguments", "run", "check_settings",
-           "check_data_settings", "make_data", "train_method", "plot_test_error", "plot_adjoint_norms", "blas_threads"]
+__all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "OPTIMIZERS", "add_arguments", "run",
+           "check_settings", "check_data_settings", "make_data", "train_method", "plot_test_error",
+           "plot_adjoint_norms", "blas_threads"]
 
 METHODS = ("adjoint", "coadjoint", "lstm")
 """Methods that ``--method`` accepts (plus ``both`` = adjoint and coadjoint, ``all`` = the three,
@@ -64,6 +69,13 @@ DEFAULTS = dict(method="all", n=8000, n_test=1600, T=50, p=5, informative_step=4
 """8000 examples as in JP; the last 1600 (20 %) are the test set, the first 6400 train.
 ``lr=None``: the optimizer's default (SGD 0.1, Adam 1e-3). ``scale=None``: weights
 N(0, 1/fan_in); the JP authors' code used ``scale=1.0, bias_scale=1.0, hidden=10``."""
+
+QUICK = dict(epochs=5)
+"""``--quick``: the JP data set (8000 examples), 5 epochs of each method (about 20 s on 2 cores;
+the defaults take about a minute)."""
+
+TINY = dict(n=120, n_test=40, T=8, hidden=5, epochs=2)
+"""The test suite's setting: a second or two."""
 
 
 # ------------------------------------------------------------------------------ settings
@@ -170,6 +182,9 @@ def add_arguments(p):
                         "small products)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                   help="defaults from QUICK: %s" % ", ".join(
+                       "%s=%s" % kv for kv in QUICK.items()))
 
 
 # ------------------------------------------------------------------------------ BLAS threads
@@ -476,18 +491,17 @@ def run(verbose=True, **settings):
     fig = plot_adjoint_norms(runs, s)
     fig.savefig(paths["adjoint_norms"], dpi=100)
     plt.close(fig)
-    saved = {k: v for k, v in s.items() if k not in ("progress", "out")}
-    record = {
-        "experiment": "ltg", "methods": list(methods), "settings": saved,
-        "split": {"train": [0, s["n"] - s["n_test"]], "test": [s["n"] - s["n_test"], s["n"]],
-                  "note": "examples [a, b): the first n - n_test train, the last n_test test"},
-        "versions": {"manualgrad": __version__, "python": platform.python_version(),
-                     "numpy": backend.np.__version__},
-        "backend": backend.get_backend(), "dtype": backend.get_dtype().name,
-        "runs": {r["method"]: {k: v for k, v in r.items() if k != "_norms"} for r in runs},
-        "wall_time_s": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": sys.argv,
-    }
-    train.write_json(paths["results"], record)
+    record = _record.new_record("ltg", s)
+    record["methods"] = list(methods)
+    record["split"] = {"train": [0, s["n"] - s["n_test"]], "test": [s["n"] - s["n_test"], s["n"]],
+                       "note": "examples [a, b): the first n - n_test train, the last n_test test"}
+    for r in runs:
+        _record.add_run(record, r["method"], r["epochs"],
+                        **{k: v for k, v in r.items() if k not in ("_norms", "epochs")})
+        last = r["epochs"][-1]
+        record["summary"][r["method"]] = {k: last[k] for k in ("test_error", "test_F")
+                                          if k in last}
+    _record.finish(record, out, wall, figures=[paths["test_error"], paths["adjoint_norms"]])
     train.write_history_csv(paths["csv"], [dict({"method": r["method"]}, **row)
                                            for r in runs for row in r["epochs"]])
     say("\nwrote %s (%.1f s)" % (", ".join(paths.values()), wall))

@@ -27,26 +27,27 @@ when both accept them, e.g. the Momentum RNN's ``activation``, ``mu``, ``s``).
 the ratio ||lambda_1|| / ||lambda_T|| and the test error) and writes to ``--out``:
 ``results.json`` (settings, options, per-epoch rows, the mean norms for every k) and
 ``norms_ltg.png`` (two panels, init | trained, one log-scale curve per cell). docs/norms.md has
-the default run.
+the default run. The record is built with :mod:`manualgrad.experiments.record` (one run per
+cell); ``--quick`` applies :data:`QUICK`; the test suite runs :data:`TINY`.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
 import inspect as _inspect
 import json
 import os
-import platform
-import sys
 import time
 
-from .. import __version__, backend, cells, coadjoint, data, train
+from .. import backend, cells, coadjoint, data, train
 from ..optim.adam import Adam
 from . import ltg
 from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
+from . import record as _record
 
-__all__ = ["DEFAULTS", "CELL_OPTIONS", "COLORS", "add_arguments", "check_settings", "run",
+__all__ = ["DEFAULTS", "QUICK", "TINY", "CELL_OPTIONS", "COLORS", "add_arguments", "check_settings", "run",
            "split_options", "measure", "train_cell", "report_steps", "format_table",
            "plot_norms"]
 
@@ -68,6 +69,12 @@ DEFAULTS = dict(cells=None, cell_options=None, n=2000, n_test=400, T=50, p=5,
 """``cells=None``: every registered cell, in registry order (a list, or a comma-separated str).
 ``cell_options``: {cell: {option: value}} merged over :data:`CELL_OPTIONS`. The last ``n_test``
 of the ``n`` LTG examples are the test set. ``clip``: max global gradient norm (None: off)."""
+
+QUICK = dict(epochs=2)
+"""``--quick``: two epochs of every cell (a few seconds; the defaults take five epochs)."""
+
+TINY = dict(n=64, n_test=16, T=8, hidden=4, epochs=1, batch_size=16)
+"""The test suite's setting: every registered cell, a second."""
 
 _FIXED = ("p", "m", "l", "seed", "dtype", "params", "u", "y", "state0", "output", "loss",
           "many_to_many")
@@ -213,6 +220,9 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                   help="defaults from QUICK: %s" % ", ".join(
+                       "%s=%s" % kv for kv in QUICK.items()))
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -401,19 +411,19 @@ def run(verbose=True, **settings):
     plt.close(fig)
     saved = {k: copy.deepcopy(v) for k, v in s.items() if k not in ("progress", "out")}
     saved["cells"] = list(s["cells"])
-    record = {
-        "experiment": "norms", "cells": list(s["cells"]), "settings": saved,
+    record = _record.new_record("norms", saved)
+    record.update({
+        "cells": list(s["cells"]),
         "split": {"train": [0, s["n"] - s["n_test"]], "test": [s["n"] - s["n_test"], s["n"]],
                   "note": "examples [a, b): the first n - n_test train, the last n_test test"},
         "steps": report_steps(s["T"]),
         "norms_note": "norms[k-1] = mean over test examples of ||lambda_k||_2, lambda_k = "
-                      "-dF_b/dh_k; extra: the other state adjoints (lam_c, lam_v) likewise",
-        "runs": {r["cell"]: r for r in runs},
-        "versions": {"manualgrad": __version__, "python": platform.python_version(),
-                     "numpy": backend.np.__version__},
-        "backend": backend.get_backend(), "dtype": backend.get_dtype().name,
-        "wall_time_s": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": sys.argv,
-    }
-    train.write_json(paths["results"], record)
+                      "-dF_b/dh_k; extra: the other state adjoints (lam_c, lam_v) likewise"})
+    for r in runs:
+        _record.add_run(record, r["cell"], r["epochs"],
+                        **{k: v for k, v in r.items() if k != "epochs"})
+        record["summary"][r["cell"]] = {"test_error": r["trained"]["test_error"],
+                                        "ratio": r["trained"]["ratio"]}
+    _record.finish(record, out, wall, figures=[paths["figure"]])
     say("\nwrote %s (%.1f s)" % (", ".join(paths.values()), wall))
     return record

@@ -24,6 +24,13 @@ Each ``epochs`` row is a dict with an integer ``"epoch"`` (or ``"step"``) and fl
 experiment that differ only in their seed (mean and spread). Seeds make runs repeatable: the
 same command twice gives the same numbers on the same backend, so everything in a record except
 ``wall_time_s``, ``created`` and per-run ``wall_time_s`` is a function of the settings.
+:func:`comparable` strips those volatile entries (every key named in :data:`VOLATILE_KEYS`,
+and every key ending in ``_time_s``, at any depth) so two records can be compared with ``==``.
+
+Helpers for readers (``manualgrad report``, :mod:`manualgrad.experiments.report`):
+:func:`group_key` (the settings except the seed, as canonical JSON), :func:`run_rows` (a run's
+per-epoch rows and the key they are indexed by) and :func:`metric_names` (the numeric per-epoch
+metrics of a run).
 """
 from __future__ import annotations
 
@@ -34,12 +41,21 @@ import time
 
 from .. import __version__, backend, train
 
-__all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "new_record", "add_run", "finish", "load",
-           "versions", "find_records"]
+__all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "VOLATILE_KEYS", "X_KEYS", "new_record",
+           "add_run", "finish", "load", "versions", "find_records", "comparable", "group_key",
+           "run_rows", "metric_names"]
 
 RECORD_VERSION = 1
 IGNORED_SETTINGS = ("out", "progress", "verbose")
 """Settings that do not change the numbers, left out of ``record["settings"]``."""
+
+VOLATILE_KEYS = ("wall_time_s", "created", "argv", "_path")
+"""Entries that differ between two runs of the same command (timings, the date, the command line
+with its output folder, where the record was read from); :func:`comparable` drops them, and any
+key ending in ``_time_s``."""
+
+X_KEYS = ("epoch", "step")
+"""Keys that index the per-epoch rows (the x axis of the report), in order of preference."""
 
 
 def versions():
@@ -137,6 +153,66 @@ def load(path):
     if not isinstance(rec, dict) or "experiment" not in rec or "runs" not in rec:
         raise ValueError("%s is not a manualgrad results record (it lacks 'experiment' or "
                          "'runs')" % path)
+    if not isinstance(rec["runs"], dict) or not all(isinstance(r, dict)
+                                                     for r in rec["runs"].values()):
+        raise ValueError("%s is not a manualgrad results record: 'runs' must map each run label "
+                         "to a dict with 'epochs' rows, got %s" % (path,
+                                                                  type(rec["runs"]).__name__))
     rec.setdefault("seed", rec.get("settings", {}).get("seed"))
     rec["_path"] = path
     return rec
+
+
+def _volatile(key):
+    return key in VOLATILE_KEYS or (isinstance(key, str) and key.endswith("_time_s"))
+
+
+def comparable(record):
+    """A copy of ``record`` without its volatile entries (:data:`VOLATILE_KEYS` and keys ending in
+    ``_time_s``, at any depth): what two runs of the same command must agree on."""
+    if isinstance(record, dict):
+        return {k: comparable(v) for k, v in record.items() if not _volatile(k)}
+    if isinstance(record, (list, tuple)):
+        return [comparable(v) for v in record]
+    return record
+
+
+def group_key(record, ignore=("seed",)):
+    """The experiment and its settings except ``ignore`` (default: the seed), as canonical JSON:
+    records with equal keys are repeats of one setting (``manualgrad report`` aggregates them)."""
+    import json
+    settings = {k: v for k, v in (record.get("settings") or {}).items() if k not in ignore}
+    return json.dumps([record["experiment"], train.to_jsonable(settings)], sort_keys=True)
+
+
+def run_rows(run):
+    """``(x_key, rows)``: a run's per-epoch rows (a list of dicts) and the key that indexes them
+    (``"epoch"``, else ``"step"``; None when no row has either). A run without rows gives
+    ``(None, [])``."""
+    rows = run.get("epochs") if isinstance(run, dict) else None
+    if not isinstance(rows, list):
+        return None, []
+    rows = [r for r in rows if isinstance(r, dict)]
+    for x in X_KEYS:
+        if rows and all(isinstance(r.get(x), (int, float)) and not isinstance(r.get(x), bool)
+                        for r in rows):
+            return x, rows
+    return None, rows
+
+
+def metric_names(run):
+    """The numeric per-epoch metrics of a run, in order of first appearance: keys other than
+    :data:`X_KEYS` whose values are numbers (bools count as 0/1; ``null``, i.e. NaN, is allowed
+    beside numbers)."""
+    _, rows = run_rows(run)
+    names, bad = [], set()
+    for r in rows:
+        for k, v in r.items():
+            if k in X_KEYS or k in bad:
+                continue
+            if v is None or isinstance(v, (int, float)):
+                if k not in names and v is not None:
+                    names.append(k)
+            else:
+                bad.add(k)
+    return [k for k in names if k not in bad]
