@@ -96,6 +96,20 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
 
     The progress bar shows the running mean loss ``F`` of the epoch and, if ``evaluate`` returns
     ``test_error``, the latest evaluated ``error``.
+
+    Optimizers that take their gradients elsewhere than at ``params`` (Frank-Wolfe, FW
+    Algorithm 1: :class:`~manualgrad.optim.FrankWolfe`) say so through two optional attributes,
+    and ``fit`` then runs, for each minibatch, ``optimizer.steps_per_batch`` times (default 1)::
+
+        point = optimizer.eval_point(params)        # default: params itself
+        F, grads = grad_fn(point, u_batch, y_batch) # then the NaN check and ``clip``
+        params = optimizer.step(params, grads)
+
+    ``train_F`` is then the mean over the epoch's minibatches of the loss at the first of these
+    points (for Frank-Wolfe: at omega + Delta_{k-1}, which is omega for the first inner step).
+    An optimizer with a list attribute ``angles`` (Frank-Wolfe's FW-A5 diagnostic, in degrees)
+    adds ``fw_angle_mean``, ``fw_angle_std`` (over the entries appended during the epoch; NaN
+    if none) and ``fw_outer_steps`` (their number) to each epoch row.
     """
     import sys
 
@@ -118,6 +132,9 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
                          % (y.shape[example_axis], example_axis, n))
     rng = backend.host_rng(seed)
     xp = backend.xp()
+    inner = positive_int(getattr(optimizer, "steps_per_batch", 1), "optimizer.steps_per_batch")
+    eval_point = getattr(optimizer, "eval_point", None)
+    angles = getattr(optimizer, "angles", None)
     hist = History()
     t0 = time.perf_counter()
     row = {"epoch": 0}
@@ -132,30 +149,44 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
     try:
         for epoch in range(1, epochs + 1):
             total, seen, fired = 0.0, 0, 0
+            n_angles = len(angles) if angles is not None else 0
             for idx in minibatches(n, batch_size, rng):
                 ix = backend.asarray(idx, dtype="int64")
+                ub = u[:, ix]
                 yb = y[ix] if example_axis == 0 else y[:, ix]
-                F, grads = grad_fn(params, u[:, ix], yb)
-                F = float(F)
-                finite = math.isfinite(F) and all(bool(xp.isfinite(g).all())
-                                                   for g in grads.values())
-                if not finite:
-                    hist.stopped = ("non-finite loss or gradient at epoch %d (F = %r); stopped "
-                                    "early. Lower the learning rate or the init scale, or clip "
-                                    "gradients." % (epoch, F))
-                    print("manualgrad.train: " + hist.stopped, file=sys.stderr)
+                for j in range(inner):
+                    point = params if eval_point is None else eval_point(params)
+                    F, grads = grad_fn(point, ub, yb)
+                    F = float(F)
+                    finite = math.isfinite(F) and all(bool(xp.isfinite(g).all())
+                                                       for g in grads.values())
+                    if not finite:
+                        hist.stopped = ("non-finite loss or gradient at epoch %d (F = %r); "
+                                        "stopped early. Lower the learning rate or the init "
+                                        "scale, or clip gradients." % (epoch, F))
+                        print("manualgrad.train: " + hist.stopped, file=sys.stderr)
+                        break
+                    if clip is not None:
+                        grads, _, did = clip_by_global_norm(grads, clip)
+                        fired += int(did)
+                    params = optimizer.step(params, grads)
+                    if j == 0:
+                        total += F * len(idx)
+                        seen += len(idx)
+                if hist.stopped:
                     break
-                if clip is not None:
-                    grads, _, did = clip_by_global_norm(grads, clip)
-                    fired += int(did)
-                params = optimizer.step(params, grads)
-                total += F * len(idx)
-                seen += len(idx)
                 bar.update(1)
                 bar.set_postfix(F="%.4f" % (total / seen), **shown)
             row = {"epoch": epoch, "train_F": total / max(seen, 1)}
             if clip is not None:
                 row["clip_fired"] = fired
+            if angles is not None:
+                new = [a for a in angles[n_angles:] if not math.isnan(a)]
+                m = sum(new) / len(new) if new else float("nan")
+                row["fw_angle_mean"] = m
+                row["fw_angle_std"] = (math.sqrt(sum((a - m) ** 2 for a in new) / len(new))
+                                       if new else float("nan"))
+                row["fw_outer_steps"] = len(angles) - n_angles
             if not hist.stopped and evaluate is not None:
                 row.update(evaluate(params))
             hist.epochs.append(row)
