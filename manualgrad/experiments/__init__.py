@@ -6,9 +6,9 @@ Every module has a docstring (its first line is what ``manualgrad run --list`` s
 ``run(verbose=True, **settings) -> record``; records are written by :mod:`.record` and read
 back by ``manualgrad report`` (:mod:`.report`).
 """
-from . import adding, char, imdb, ltg, norms, odes, table2
+from . import adding, char, fwseq, har, imdb, ltg, norms, odes, table2
 
 REGISTRY = {"ltg": ltg, "table2": table2, "imdb": imdb, "char": char, "norms": norms,
-            "adding": adding, "ode": odes}
+            "adding": adding, "fwseq": fwseq, "har": har, "ode": odes}
 """name -> module with ``DEFAULTS``, ``QUICK``, ``TINY``, ``add_arguments(parser)``,
 ``run(**settings)``."""

@@ -30,7 +30,6 @@ runs over seeds. ``--quick`` applies :data:`QUICK`; the test suite runs :data:`T
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -43,6 +42,7 @@ from ..optim.sgd import SGD
 from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
 from . import record as _record
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "OPTIMIZERS", "KW", "add_arguments", "check_settings", "run", "sample",
            "reproduces", "load_text", "plot_loss", "REPRODUCE_MAX_CHARS"]
@@ -164,9 +164,7 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -305,7 +303,7 @@ def _show(text, limit=None):
 def run(verbose=True, **settings):
     """Train the character model and sample from it; returns the results record (also written to
     ``out/results.json``). Settings: see :data:`DEFAULTS`."""
-    s = check_settings(**settings)
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     text, source = load_text(s)
     vocab = Vocabulary(text, order=s["order"])

@@ -32,7 +32,6 @@ test, not JP's experiment. ``--quick`` applies :data:`QUICK`; the test suite run
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -44,6 +43,7 @@ from ..data import imdb as _imdb
 from .._validate import integer as _integer, number as _number
 from . import ltg
 from . import record as _record
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "SYNTHETIC_PER_CLASS", "add_arguments", "check_settings",
            "load_data", "train_method", "run"]
@@ -186,9 +186,7 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ data
@@ -367,7 +365,7 @@ def run(verbose=True, **settings):
 
     Settings: see :data:`DEFAULTS` (``data`` and ``vectors``, or ``synthetic=True``).
     """
-    s = check_settings(**settings)
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     methods = ltg.methods_of(s["method"])
     t_load = time.perf_counter()

@@ -32,7 +32,6 @@ neither is found). NumPy conversion happens here, at the edge.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import functools
@@ -46,6 +45,7 @@ from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "OPTIMIZERS", "add_arguments", "run",
            "check_settings", "check_data_settings", "make_data", "train_method", "plot_test_error",
@@ -182,9 +182,7 @@ def add_arguments(p):
                         "small products)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ BLAS threads
@@ -451,7 +449,7 @@ def run(verbose=True, **settings):
     Settings: see :data:`DEFAULTS` (``method`` "adjoint", "coadjoint" or "both"). Every method
     starts from the same initial parameters and sees the same minibatches.
     """
-    s = check_settings(**settings)
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     methods = methods_of(s["method"])
     datasets = make_data(s)

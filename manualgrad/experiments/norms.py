@@ -32,7 +32,6 @@ cell); ``--quick`` applies :data:`QUICK`; the test suite runs :data:`TINY`.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
 import inspect as _inspect
@@ -46,6 +45,7 @@ from . import ltg
 from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
 from . import record as _record
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "CELL_OPTIONS", "COLORS", "add_arguments", "check_settings", "run",
            "split_options", "measure", "train_cell", "report_steps", "format_table",
@@ -220,9 +220,7 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -372,7 +370,7 @@ def run(verbose=True, **settings):
     Settings: see :data:`DEFAULTS`. Every cell sees the same data, the same hidden size, the same
     init seed and the same minibatch order.
     """
-    s = check_settings(**settings)
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     u, y = data.long_time_gap(n=s["n"], T=s["T"], p=s["p"], informative_step=s["informative_step"],
                               seed=s["data_seed"])

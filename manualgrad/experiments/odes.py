@@ -71,6 +71,7 @@ from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
 from .ltg import blas_threads
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "MODELS", "add_arguments", "check_settings",
            "nested_spheres", "make_data", "Model", "make_model", "adjoint_profile",
@@ -215,18 +216,8 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
-
-def _apply_quick(settings):
-    """``quick=True``: the values of :data:`QUICK` for every setting left at its default."""
-    if settings.pop("quick", False):
-        for k, v in QUICK.items():
-            if k not in settings or settings[k] == DEFAULTS[k]:
-                settings[k] = v
-    return settings
 
 
 # ------------------------------------------------------------------------------ data
@@ -712,7 +703,7 @@ def run(verbose=True, **settings):
     at their defaults). The models start from the same f and readout and see the same
     minibatches.
     """
-    s = check_settings(**_apply_quick(dict(settings)))
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     models = models_of(s["model"])
     datasets = make_data(s)

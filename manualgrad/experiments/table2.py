@@ -46,7 +46,6 @@ aggregate of finished per-seed records.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -61,6 +60,7 @@ from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .ltg import blas_threads
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "TASKS", "DIGITS_TASKS", "MNIST_TASKS", "METHODS",
            "OPTIMIZERS", "KW", "PAPER", "add_arguments", "check_settings", "make_task_data",
@@ -263,9 +263,7 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -743,7 +741,7 @@ def run(verbose=True, **settings):
     sees the same minibatches; each seed's record is written to ``out/seed_<s>/results.json``,
     then :func:`write_summary` aggregates them.
     """
-    s = check_settings(**settings)
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
     data, infos = {}, {}
