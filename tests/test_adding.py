@@ -87,8 +87,12 @@ def test_experiment_settings_and_quick(tmp_path):
                      (dict(fw_minibatch="all"), ValueError)):
         with pytest.raises(err):
             adding.check_settings(**bad)
-    assert adding._apply_quick({"quick": True, "T": 77})["T"] == 77     # explicit wins
-    assert adding._apply_quick({"quick": True})["T"] == adding.QUICK["T"]
+    rec = adding.run(verbose=False, quick=True, out=str(tmp_path / "q"), progress=False,
+                     **dict(adding.TINY, T=adding.DEFAULTS["T"], epochs=adding.DEFAULTS["epochs"],
+                            optimizer="tbptt"))
+    assert rec["settings"]["T"] == adding.QUICK["T"]                     # quick fills defaults
+    assert rec["settings"]["epochs"] == adding.QUICK["epochs"]
+    assert rec["settings"]["hidden"] == adding.TINY["hidden"]            # explicit values win
     import argparse
     p = argparse.ArgumentParser()
     adding.add_arguments(p)

@@ -45,6 +45,7 @@ from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .ltg import blas_threads
+from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "ALL", "KW", "add_arguments",
            "check_settings", "make_data", "make_optimizer", "train_method", "plot_test_mse",
@@ -194,9 +195,7 @@ def add_arguments(p):
                    help="BLAS threads while training (default %(default)s)")
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="defaults from QUICK: %s" % ", ".join(
-                       "%s=%s" % kv for kv in QUICK.items()))
+    add_quick_argument(p, QUICK)
 
 
 # ------------------------------------------------------------------------------ the experiment
@@ -303,22 +302,13 @@ def plot_test_mse(runs, settings, ax=None, title=None):
     return fig
 
 
-def _apply_quick(settings):
-    """``quick=True``: the values of :data:`QUICK` for every setting left at its default."""
-    if settings.pop("quick", False):
-        for k, v in QUICK.items():
-            if k not in settings or settings[k] == DEFAULTS[k]:
-                settings[k] = v
-    return settings
-
-
 def run(verbose=True, **settings):
     """Run the experiment; returns the results record (also written to ``out/results.json``).
 
     Settings: see :data:`DEFAULTS` (``quick=True`` applies :data:`QUICK` to the settings left
     at their defaults). Every method starts from the same weights and sees the same minibatches.
     """
-    s = check_settings(**_apply_quick(dict(settings)))
+    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
     say = print if verbose else (lambda *a, **k: None)
     methods = methods_of(s["optimizer"])
     datasets = make_data(s)
