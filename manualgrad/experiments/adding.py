@@ -32,7 +32,6 @@ measured results over seeds and sequence lengths.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -45,7 +44,7 @@ from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick
+from .options import add_quick_argument, apply_quick, boolean
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "ALL", "KW", "add_arguments",
            "check_settings", "make_data", "make_optimizer", "train_method", "plot_test_mse",
@@ -131,14 +130,6 @@ def check_settings(**settings):
     return s
 
 
-def _bool(text):
-    t = str(text).strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
-
 
 def add_arguments(p):
     d = DEFAULTS
@@ -170,7 +161,7 @@ def add_arguments(p):
                    help="inner FW steps per outer step (default %(default)s)")
     p.add_argument("--fw-p", type=float, default=d["fw_p"],
                    help="norm of the ball, >= 1, inf allowed (default %(default)s)")
-    p.add_argument("--fw-per-tensor", type=_bool, default=d["fw_per_tensor"],
+    p.add_argument("--fw-per-tensor", type=boolean, default=d["fw_per_tensor"],
                    help="one ball per tensor (true, the authors' code) or one for all (false)")
     p.add_argument("--fw-outer", default=d["fw_outer"], choices=OUTERS,
                    help="outer update (default %(default)s)")

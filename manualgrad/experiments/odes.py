@@ -59,7 +59,6 @@ say about the lecture's claims.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -71,7 +70,7 @@ from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
 from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick
+from .options import add_quick_argument, apply_quick, boolean
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "MODELS", "add_arguments", "check_settings",
            "nested_spheres", "make_data", "Model", "make_model", "adjoint_profile",
@@ -152,14 +151,6 @@ def check_settings(**settings):
     return s
 
 
-def _bool(text):
-    t = str(text).strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
-
 
 def add_arguments(p):
     d = DEFAULTS
@@ -193,12 +184,12 @@ def add_arguments(p):
     p.add_argument("--gamma", type=float, default=d["gamma"],
                    help="HBNODE damping: its initial value when learned, else fixed (default "
                         "%(default)s)")
-    p.add_argument("--learn-gamma", type=_bool, default=d["learn_gamma"],
+    p.add_argument("--learn-gamma", type=boolean, default=d["learn_gamma"],
                    help="learn gamma = sigmoid(gamma_raw) (true) or keep it fixed (false)")
     p.add_argument("--adjoint", default=d["adjoint"], choices=("continuous", "discrete"),
                    help="training gradient: BW Theorem 1 or the discrete adjoint (default "
                         "%(default)s)")
-    p.add_argument("--check-discrete", type=_bool, default=d["check_discrete"],
+    p.add_argument("--check-discrete", type=boolean, default=d["check_discrete"],
                    help="compare with the discrete adjoint on a probe batch every epoch")
     p.add_argument("--norm-examples", type=int, default=d["norm_examples"],
                    help="test points for the adjoint norms and Jacobians (default %(default)s)")

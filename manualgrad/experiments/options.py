@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_quick_argument", "apply_quick"]
+__all__ = ["add_quick_argument", "apply_quick", "boolean"]
 
 
 def add_quick_argument(parser, quick):
@@ -28,3 +28,13 @@ def apply_quick(settings, defaults, quick):
             if k not in settings or settings[k] == defaults.get(k):
                 settings[k] = v
     return settings
+
+
+def boolean(text):
+    """An argparse ``type`` for on/off options: true/false, yes/no, on/off, 1/0."""
+    t = str(text).strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
