@@ -313,17 +313,9 @@ def train_method(method, settings, train_split, test_split, progress=None):
         hist = train.fit(params, grad_fn, tok_tr, y_tr, epochs=s["epochs"],
                          batch_size=s["batch_size"], optimizer=cls(s["lr"]), seed=s["seed"],
                          evaluate=evaluate, progress=progress, desc=method, clip=s["clip"])
-    seen = {}
-    for w in caught:
-        name = w.category.__name__
-        if name not in seen:
-            seen[name] = {"count": 0, "first": str(w.message)}
-        seen[name]["count"] += 1
-    stopped = hist.stopped
-    if failure:
-        stopped = "%s (%s)" % (stopped, failure[0]) if stopped else failure[0]
-    return {"method": method, "epochs": hist.epochs, "stopped": stopped,
-            "wall_time_s": hist.wall_time, "warnings": seen,
+    return {"method": method, "epochs": hist.epochs,
+            "stopped": ltg.stop_reason(hist.stopped, failure),
+            "wall_time_s": hist.wall_time, "warnings": ltg.warning_counts(caught),
             "adjoint_norms": {str(e): nm.mean.tolist() for e, nm in norms_by_epoch.items()},
             "_norms": norms_by_epoch}
 

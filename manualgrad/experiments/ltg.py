@@ -48,7 +48,8 @@ from . import record as _record
 from .options import add_quick_argument, apply_quick
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "OPTIMIZERS", "add_arguments", "run",
-           "check_settings", "check_data_settings", "make_data", "train_method", "plot_test_error",
+           "check_settings", "check_data_settings", "make_data", "train_method", "coadjoint_grad_fn", "warning_counts",
+           "stop_reason", "plot_test_error",
            "plot_adjoint_norms", "blas_threads"]
 
 METHODS = ("adjoint", "coadjoint", "lstm")
@@ -266,6 +267,38 @@ def _norms(adj):
     return inspect.AdjointNorms(per, per.mean(axis=1), backend.np.arange(1, per.shape[0] + 1))
 
 
+def coadjoint_grad_fn(G, alpha, G_seen, failure, **kw):
+    """The gradient of F + alpha G (:func:`manualgrad.coadjoint.loss_and_grad`) as ``fit`` wants
+    it, ``(P, u, y) -> (F, grads)``. Each minibatch's G is appended to ``G_seen``; a
+    FloatingPointError of the coadjoint sweep is appended to ``failure`` and returns a NaN loss,
+    so ``fit`` stops cleanly."""
+    def grad_fn(P, u, y):
+        try:
+            F, Gb, grads = coadjoint.loss_and_grad(P, u, y, G=G, alpha=alpha, **kw)
+        except FloatingPointError as exc:
+            failure.append(str(exc))
+            return float("nan"), {}
+        G_seen.append(float(Gb))
+        return F, grads
+    return grad_fn
+
+
+def warning_counts(caught):
+    """``{category name: {"count", "first"}}`` of the warnings recorded by ``catch_warnings``."""
+    seen = {}
+    for w in caught:
+        seen.setdefault(w.category.__name__, {"count": 0, "first": str(w.message)})
+        seen[w.category.__name__]["count"] += 1
+    return seen
+
+
+def stop_reason(stopped, failure):
+    """``fit``'s stop reason, with the first coadjoint failure (if any) appended."""
+    if failure:
+        return "%s (%s)" % (stopped, failure[0]) if stopped else failure[0]
+    return stopped
+
+
 def train_method(method, settings, datasets=None, params=None, progress=None, keep_norms=True):
     """Train one method from the settings; returns a dict (plain Python, JSON-able).
 
@@ -296,14 +329,7 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
     if method in ("adjoint", "lstm"):
         grad_fn = functools.partial(model.loss_and_grad, **kw)
     else:
-        def grad_fn(P, u, y):
-            try:
-                F, G, grads = coadjoint.loss_and_grad(P, u, y, G=pen, alpha=s["alpha"], **KW)
-            except FloatingPointError as exc:   # fit stops on a non-finite loss, cleanly
-                failure.append(str(exc))
-                return float("nan"), {}
-            G_seen.append(float(G))
-            return F, grads
+        grad_fn = coadjoint_grad_fn(pen, s["alpha"], G_seen, failure, **KW)
 
     def evaluate(P):
         sw = model.sweep(P, u_te, y_te, **kw)
@@ -327,17 +353,8 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
         hist = train.fit(params, grad_fn, u_tr, y_tr, epochs=s["epochs"],
                          batch_size=s["batch_size"], optimizer=cls(s["lr"]), seed=s["seed"],
                          evaluate=evaluate, progress=progress, desc=method, clip=s["clip"])
-    seen = {}
-    for w in caught:
-        name = w.category.__name__
-        if name not in seen:
-            seen[name] = {"count": 0, "first": str(w.message)}
-        seen[name]["count"] += 1
-    stopped = hist.stopped
-    if failure:
-        stopped = "%s (%s)" % (stopped, failure[0]) if stopped else failure[0]
-    out = {"method": method, "epochs": hist.epochs, "stopped": stopped,
-           "wall_time_s": hist.wall_time, "warnings": seen}
+    out = {"method": method, "epochs": hist.epochs, "stopped": stop_reason(hist.stopped, failure),
+           "wall_time_s": hist.wall_time, "warnings": warning_counts(caught)}
     if keep_norms:
         out["adjoint_norms"] = {str(e): n.mean.tolist() for e, n in norms_by_epoch.items()}
         out["_norms"] = norms_by_epoch

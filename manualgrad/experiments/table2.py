@@ -58,7 +58,7 @@ from ..data import digits as _digits
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
-from . import record as _record
+from . import ltg, record as _record
 from .ltg import blas_threads
 from .options import add_quick_argument, apply_quick
 
@@ -352,14 +352,7 @@ def train_task(task, seed, settings, datasets, progress=None):
         if method == "adjoint":
             grad_fn = functools.partial(rnn.loss_and_grad, **KW)
         else:
-            def grad_fn(P, u, y):
-                try:
-                    F, G, grads = coadjoint.loss_and_grad(P, u, y, G=pen, alpha=s["alpha"], **KW)
-                except FloatingPointError as exc:   # fit stops on a non-finite loss, cleanly
-                    failure.append(str(exc))
-                    return float("nan"), {}
-                G_seen.append(float(G))
-                return F, grads
+            grad_fn = ltg.coadjoint_grad_fn(pen, s["alpha"], G_seen, failure, **KW)
 
         def ev(P):
             F_tr, e_tr, _, _ = evaluate(P, u_tr, y_tr, pen, s["eval_chunk"])
@@ -380,15 +373,8 @@ def train_task(task, seed, settings, datasets, progress=None):
                              evaluate=ev, progress=progress, desc="%s %s s%d" % (task, method,
                                                                                  seed),
                              clip=s["clip"])
-        seen = {}
-        for w in caught:
-            seen.setdefault(w.category.__name__, {"count": 0, "first": str(w.message)})
-            seen[w.category.__name__]["count"] += 1
-        stopped = hist.stopped
-        if failure:
-            stopped = "%s (%s)" % (stopped, failure[0]) if stopped else failure[0]
-        out[method] = {"epochs": hist.epochs, "stopped": stopped, "wall_time_s": hist.wall_time,
-                       "warnings": seen, "lam_init": lam_by_epoch[0].tolist(),
+        out[method] = {"epochs": hist.epochs, "stopped": ltg.stop_reason(hist.stopped, failure),
+                       "wall_time_s": hist.wall_time, "warnings": ltg.warning_counts(caught), "lam_init": lam_by_epoch[0].tolist(),
                        "lam_final": lam_by_epoch[-1].tolist()}
     return out
 
