@@ -44,7 +44,7 @@ from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick, boolean
+from .options import add_quick_argument, apply_quick, boolean, selection
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "ALL", "KW", "add_arguments",
            "check_settings", "make_data", "make_optimizer", "train_method", "plot_test_mse",
@@ -85,11 +85,8 @@ TINY = dict(T=10, n_train=64, n_test=32, hidden=8, batch_size=16, epochs=2, fw_K
 
 # ------------------------------------------------------------------------------ settings
 def methods_of(optimizer):
-    if optimizer == "all":
-        return ALL
-    if optimizer in METHODS:
-        return (optimizer,)
-    raise ValueError("unknown optimizer %r: valid are %s, all" % (optimizer, ", ".join(METHODS)))
+    """``"all"`` -> :data:`ALL`; a name of :data:`METHODS` -> (name,)."""
+    return selection(optimizer, METHODS, {"all": ALL}, "optimizer")
 
 
 def check_settings(**settings):

@@ -45,7 +45,7 @@ from ..optim.adam import Adam
 from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
 from . import record as _record
-from .options import add_quick_argument, apply_quick
+from .options import add_quick_argument, apply_quick, selection
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "OPTIMIZERS", "add_arguments", "run",
            "check_settings", "check_data_settings", "make_data", "train_method", "coadjoint_grad_fn", "warning_counts",
@@ -82,13 +82,7 @@ TINY = dict(n=120, n_test=40, T=8, hidden=5, epochs=2)
 # ------------------------------------------------------------------------------ settings
 def methods_of(method):
     """``"both"`` -> (adjoint, coadjoint); ``"all"`` -> all of :data:`METHODS`; a name -> (name,)."""
-    if method == "both":
-        return ("adjoint", "coadjoint")
-    if method == "all":
-        return METHODS
-    if method in METHODS:
-        return (method,)
-    raise ValueError("unknown method %r: valid are %s, both, all" % (method, ", ".join(METHODS)))
+    return selection(method, METHODS, {"both": ("adjoint", "coadjoint"), "all": METHODS}, "method")
 
 
 def check_data_settings(s, min_T=1):

@@ -70,7 +70,7 @@ from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
 from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick, boolean
+from .options import add_quick_argument, apply_quick, boolean, selection
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "MODELS", "add_arguments", "check_settings",
            "nested_spheres", "make_data", "Model", "make_model", "adjoint_profile",
@@ -110,11 +110,7 @@ TINY = dict(n_train=32, n_test=16, T=1.0, hidden=4, epochs=2, batch_size=16, rto
 # ------------------------------------------------------------------------------ settings
 def models_of(model):
     """``"both"`` -> (node, hbnode); a name -> (name,)."""
-    if model == "both":
-        return MODELS
-    if model in MODELS:
-        return (model,)
-    raise ValueError("unknown model %r: valid are %s, both" % (model, ", ".join(MODELS)))
+    return selection(model, MODELS, {"both": MODELS}, "model")
 
 
 def check_settings(**settings):

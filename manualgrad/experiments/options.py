@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_quick_argument", "apply_quick", "boolean"]
+__all__ = ["add_quick_argument", "apply_quick", "boolean", "selection"]
 
 
 def add_quick_argument(parser, quick):
@@ -38,3 +38,14 @@ def boolean(text):
     if t in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
+
+
+def selection(value, names, groups, what):
+    """The tuple of names a ``--method``-style option selects: a group name (``groups``, e.g.
+    ``{"all": names}``) or one of ``names``; ValueError naming ``what`` and the valid choices."""
+    if value in groups:
+        return tuple(groups[value])
+    if value in names:
+        return (value,)
+    raise ValueError("unknown %s %r: valid are %s" % (what, value, ", ".join(
+        tuple(names) + tuple(groups))))
