@@ -213,8 +213,9 @@ def test_mu_zero_is_the_vanilla_rnn_with_W_in_sW(prob):
         for x, y in pairs:
             if exact:
                 assert np.array_equal(x, y)
-            else:
-                assert check.rel_error(x, y, floor=1e-300) < 1e-12
+            else:  # s W vs W then s: round-off, amplified where a gradient entry is a
+                # cancelling sum (seen: 1.1e-11 on an entry of 5e-6); a wrong factor is O(1)
+                assert check.rel_error(x, y, floor=1e-300) < 1e-9
         assert not a.adj.lam_v.any() and not a.adj.lam_v0.any()
 
 
