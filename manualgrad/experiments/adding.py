@@ -127,7 +127,6 @@ def check_settings(**settings):
     return s
 
 
-
 def add_arguments(p):
     d = DEFAULTS
     p.add_argument("--optimizer", default=d["optimizer"], choices=METHODS + ("all",),

@@ -309,7 +309,6 @@ def add_arguments(p):
     add_quick_argument(p, QUICK)
 
 
-
 # ------------------------------------------------------------------------------ data
 def subsample(data, k, seed):
     """``(u, y)`` reduced to a seeded random subset of ``k`` examples (kept in their order);

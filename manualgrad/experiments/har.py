@@ -162,7 +162,6 @@ def add_arguments(p):
     add_quick_argument(p, QUICK)
 
 
-
 def write_synthetic_har(folder, n_train=48, n_test=24, T=16, seed=0):
     """Write a SYNTHETIC stand-in for the UCI HAR data set in its layout under
     ``folder/UCI HAR Dataset`` (NOT the UCI data): ``n_train`` and ``n_test`` windows of ``T``

@@ -147,7 +147,6 @@ def check_settings(**settings):
     return s
 
 
-
 def add_arguments(p):
     d = DEFAULTS
     p.add_argument("--model", default=d["model"], choices=MODELS + ("both",),
@@ -204,7 +203,6 @@ def add_arguments(p):
     p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     add_quick_argument(p, QUICK)
-
 
 
 # ------------------------------------------------------------------------------ data
