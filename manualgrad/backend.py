@@ -10,8 +10,18 @@ active array module::
 Selection, in order of precedence:
 
 1. ``use_backend("cupy")`` (a context manager) or ``set_backend("cupy")``;
-2. the environment variable ``MANUALGRAD_BACKEND`` (``numpy`` or ``cupy``), read at import;
+2. the environment variable ``MANUALGRAD_BACKEND`` (``numpy``, ``cupy`` or ``strict``), read at
+   import;
 3. ``numpy``.
+
+``strict`` is NumPy on the CPU behind CuPy's rules (:mod:`manualgrad._strict`): no implicit
+conversion to NumPy, no NumPy arrays mixed into device operations. It finds the code (and tests)
+that would break on a GPU, on any machine; it is for testing, not for speed.
+
+On CuPy the engine runs each recurrence through fused kernels (:mod:`manualgrad.gpu`: one
+matrix product and one element-wise kernel per step) instead of the NumPy path's chain of array
+operations; ``set_fused(False)`` (or ``MANUALGRAD_FUSED=0``) runs the NumPy path on CuPy arrays
+instead, e.g. to compare the two.
 
 The default float dtype is float64 (``set_dtype("float32")`` or ``MANUALGRAD_DTYPE`` to change).
 Random numbers are always drawn on the host with NumPy's ``default_rng(seed)`` and then moved,
@@ -28,13 +38,14 @@ import numpy as np
 __all__ = [
     "BACKENDS", "DTYPES", "set_backend", "get_backend", "use_backend", "xp", "np",
     "set_dtype", "get_dtype", "asarray", "to_numpy", "host_rng", "randn", "uniform",
-    "cupy_available", "is_array", "array_module_of", "errstate",
+    "cupy_available", "is_array", "array_module_of", "errstate", "fused", "set_fused",
+    "cublas",
 ]
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy", "strict")
 DTYPES = ("float64", "float32")
 
-_state = {"name": "numpy", "xp": np, "dtype": np.dtype("float64")}
+_state = {"name": "numpy", "xp": np, "dtype": np.dtype("float64"), "fused": True}
 
 
 def cupy_available():
@@ -66,6 +77,9 @@ def _module_for(name):
         raise ValueError("unknown backend %r: valid backends are %s" % (name, ", ".join(BACKENDS)))
     if key == "numpy":
         return key, np
+    if key == "strict":
+        from . import _strict
+        return key, _strict.module
     ok, reason = cupy_available()
     if not ok:
         raise RuntimeError("cannot use the 'cupy' backend: " + reason)
@@ -111,32 +125,54 @@ def get_dtype():
     return _state["dtype"]
 
 
+def fused():
+    """True when the engine should take its fused GPU path: the backend is cupy and fusion is on."""
+    return _state["name"] == "cupy" and _state["fused"]
+
+
+def set_fused(flag):
+    """Turn the fused CuPy kernels on (default) or off (the NumPy path on CuPy arrays)."""
+    if not isinstance(flag, bool):
+        raise TypeError("set_fused: flag must be True or False, got %r" % (flag,))
+    _state["fused"] = flag
+
+
 @contextlib.contextmanager
-def use_backend(name=None, dtype=None):
-    """Context manager: run a block on backend ``name`` and/or with ``dtype``, then restore."""
+def use_backend(name=None, dtype=None, fused=None):
+    """Context manager: run a block on backend ``name`` and/or with ``dtype`` (and ``fused``), then restore."""
     saved = dict(_state)
     try:
         if name is not None:
             set_backend(name)
         if dtype is not None:
             set_dtype(dtype)
+        if fused is not None:
+            set_fused(fused)
         yield _state["xp"]
     finally:
         _state.update(saved)
 
 
+def _is_strict(a):
+    return type(a).__name__ == "StrictArray" and type(a).__module__ == "manualgrad._strict"
+
+
 def array_module_of(a):
-    """numpy or cupy, whichever owns array ``a`` (numpy for Python scalars and lists)."""
+    """numpy, cupy or the strict module, whichever owns array ``a`` (numpy for scalars and lists)."""
     mod = type(a).__module__.split(".")[0]
     if mod == "cupy":
         import cupy
         return cupy
+    if _is_strict(a):
+        from . import _strict
+        return _strict.module
     return np
 
 
 def is_array(a):
-    """True for numpy and cupy ndarrays."""
-    return isinstance(a, np.ndarray) or type(a).__module__.split(".")[0] == "cupy"
+    """True for numpy, cupy and strict arrays."""
+    return isinstance(a, np.ndarray) or type(a).__module__.split(".")[0] == "cupy" \
+        or _is_strict(a)
 
 
 def asarray(a, dtype=None):
@@ -147,18 +183,32 @@ def asarray(a, dtype=None):
     """
     dt = get_dtype() if dtype is None else np.dtype(dtype)
     mod = _state["xp"]
+    owner = array_module_of(a)
+    if owner is not np and owner is not mod:  # another device module: through the host
+        a = a.get()
     if mod is np:
-        if array_module_of(a) is not np:
-            a = a.get()
         return np.asarray(a, dtype=dt)
     return mod.asarray(a, dtype=dt)
 
 
 def to_numpy(a):
-    """A NumPy copy/view of ``a`` (cupy arrays are copied to the host); for the edges only."""
+    """A NumPy copy/view of ``a`` (cupy and strict arrays are copied to the host); for the edges only."""
     if array_module_of(a) is not np:
         return a.get()
     return np.asarray(a)
+
+
+def cublas():
+    """``(cublas, handle)``: CuPy's thin cuBLAS binding and the current device's handle.
+
+    For :mod:`manualgrad.gpu`, which calls ``dgemm``/``sgemm`` on raw device pointers: the
+    cheapest call path CuPy offers for a product into a preallocated output. CuPy only.
+    """
+    if _state["name"] != "cupy":
+        raise RuntimeError("backend.cublas() needs the cupy backend (active: %r)" % _state["name"])
+    from cupy_backends.cuda.libs import cublas as _cublas
+    import cupy
+    return _cublas, cupy.cuda.device.get_cublas_handle()
 
 
 def errstate(**kwargs):
@@ -192,6 +242,11 @@ def _from_environment():
     dtype = os.environ.get("MANUALGRAD_DTYPE")
     if dtype:
         set_dtype(dtype)
+    flag = os.environ.get("MANUALGRAD_FUSED")
+    if flag:
+        if flag not in ("0", "1"):
+            raise ValueError("MANUALGRAD_FUSED must be 0 or 1, got %r" % flag)
+        set_fused(flag == "1")
 
 
 _from_environment()
