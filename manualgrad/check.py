@@ -189,6 +189,19 @@ def assert_gradients(f, params, grads, h=None, tol=None, names=None, order=4, at
     return rep
 
 
+def _like(a, ref):
+    """``a`` on the array module of ``ref``, moved explicitly (e.g. a NumPy direction for device
+    parameters, or host parameters with device gradients)."""
+    xp = backend.array_module_of(ref)
+    return backend.to_numpy(a) if xp is backend.np else xp.asarray(a)
+
+
+def _vdot(g, v):
+    """<g, v> = sum(g * v) as a Python float, on the array module of g (v is moved there)."""
+    xp = backend.array_module_of(g)
+    return _scalar((xp.asarray(g) * _like(v, g)).sum())
+
+
 def _random_direction(params, seed):
     rng = backend.host_rng(seed)
     out = {}
@@ -203,8 +216,8 @@ def directional_derivative(f, params, direction, h=None, order=4):
     """d/dt f(params + t v) at t = 0 by central differences, v = ``direction`` (mapping like params)."""
     dt = next(iter(params.values())).dtype
     h = default_step(dt, order) if h is None else float(h)
-    return _central(lambda t: _scalar(f({k: params[k] + t * direction[k] for k in params})),
-                    h, order)
+    v = {k: _like(direction[k], params[k]) for k in params}
+    return _central(lambda t: _scalar(f({k: params[k] + t * v[k] for k in params})), h, order)
 
 
 def dot_product_test(f, params, grads, seed=0, h=None, direction=None, order=4, tol=1e-7,
@@ -215,8 +228,7 @@ def dot_product_test(f, params, grads, seed=0, h=None, direction=None, order=4, 
     given. The relative error has the finite-difference floor of :func:`fd_error`.
     """
     v = _random_direction(params, seed) if direction is None else direction
-    analytic = sum(_scalar((backend.array_module_of(grads[k]).asarray(grads[k]) * v[k]).sum())
-                   for k in params)
+    analytic = sum(_vdot(grads[k], v[k]) for k in params)
     numeric = directional_derivative(f, params, v, h, order)
     err = fd_error(backend.np.array([analytic]), backend.np.array([numeric]), f(params), tol,
                    atol, order, h)

@@ -50,8 +50,16 @@ def test_no_autodiff_library_anywhere():
             assert mod not in ("torch", "jax", "autograd", "tensorflow"), "%s:%d" % (f, line)
 
 
-def test_switch_context_manager_and_dtype():
-    assert backend.get_backend() == "numpy" and backend.get_dtype() == np.float64
+def _selected_backend(config):
+    """The backend this run selected, read as tests/conftest.py reads it: --backend, else
+    $MANUALGRAD_BACKEND, else numpy."""
+    name = config.getoption("--backend") or os.environ.get("MANUALGRAD_BACKEND") or "numpy"
+    return name.strip().lower()
+
+
+def test_switch_context_manager_and_dtype(request):
+    selected = _selected_backend(request.config)
+    assert backend.get_backend() == selected and backend.get_dtype() == np.float64
     with backend.use_backend(dtype="float32"):
         P = rnn.init_params(2, 3, 1, seed=0)
         assert all(v.dtype == np.float32 for v in P.values())
@@ -62,7 +70,7 @@ def test_switch_context_manager_and_dtype():
         backend.set_backend("torch")
     with pytest.raises(ValueError, match="dtype must be one of"):
         backend.set_dtype("float16")
-    assert backend.get_backend() == "numpy"
+    assert backend.get_backend() == selected
 
 
 def test_same_seed_same_numbers_and_float32_is_the_rounded_float64():
@@ -73,11 +81,11 @@ def test_same_seed_same_numbers_and_float32_is_the_rounded_float64():
 
 
 @pytest.mark.skipif(CUPY_OK, reason="CuPy is usable here; the error path cannot be exercised")
-def test_cupy_request_without_gpu_says_what_and_how_to_fix():
+def test_cupy_request_without_gpu_says_what_and_how_to_fix(request):
     with pytest.raises(RuntimeError, match="cannot use the 'cupy' backend: CuPy is (not installed|"
                                            "installed but no CUDA GPU).*set_backend\\('numpy'\\)"):
         backend.set_backend("cupy")
-    assert backend.get_backend() == "numpy"
+    assert backend.get_backend() == _selected_backend(request.config)
 
 
 def test_environment_variable_selects_backend_and_dtype():
@@ -105,7 +113,8 @@ def test_cupy_matches_numpy_to_1e12(head, many_to_many):
     y = rng.integers(0, l, lead) if loss == "cross_entropy" else rng.uniform(0, 1, lead + (l,))
     x0 = 0.3 * rng.standard_normal((B, m))
     kw = dict(x0=x0, activation="tanh", output=output, loss=loss, many_to_many=many_to_many)
-    F_np, g_np = rnn.loss_and_grad(rnn.init_params(p, m, l, seed=1, bias_scale=0.2), u, y, **kw)
+    with backend.use_backend("numpy"):  # the reference on the host, whatever the suite's backend
+        F_np, g_np = rnn.loss_and_grad(rnn.init_params(p, m, l, seed=1, bias_scale=0.2), u, y, **kw)
     with backend.use_backend("cupy"):
         P = rnn.init_params(p, m, l, seed=1, bias_scale=0.2)
         F_cp, g_cp = rnn.loss_and_grad(P, u, y, **kw)

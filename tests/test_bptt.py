@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from manualgrad import bptt, check, rnn, testing
+from manualgrad import backend, bptt, check, rnn, testing
 from manualgrad.optim import clip_by_global_norm
 from manualgrad.optim.clip import global_norm
 
@@ -76,7 +76,7 @@ def states_from(prob, k, t):
 def explicit_product(J, k, t):
     """J_t J_{t-1} ... J_{k+1} from the stack J (T, B, m, m), by plain matmuls."""
     B, m = J.shape[1], J.shape[2]
-    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    P = np.broadcast_to(backend.xp().eye(m), (B, m, m)).copy()
     for s in range(k + 1, t + 1):
         P = J[s - 1] @ P
     return P
@@ -94,7 +94,7 @@ def random_orthogonal(m, rng):
 def lin_params(W, p=2, l=1, seed=0):
     """RNN parameters with W_rec = W (for the linear / constructed cases)."""
     P = rnn.init_params(p, W.shape[0], l, seed=seed)
-    P["W_rec"] = np.array(W, dtype=float)
+    P["W_rec"] = backend.asarray(np.array(W, dtype=float))
     return P
 
 
@@ -146,7 +146,7 @@ def test_jacobian_product_matches_finite_differences_and_explicit_product(data):
     J = bptt.step_jacobians(prob.params, traj)
     assert check.rel_error(P, explicit_product(J, k, t)) < 1e-12
     if t == k:
-        assert np.array_equal(P, np.broadcast_to(np.eye(m), (B, m, m)))
+        assert np.array_equal(P, np.broadcast_to(backend.xp().eye(m), (B, m, m)))
     else:
         order = fd_order(prob)
         num = fd_jacobian(states_from(prob, k, t), traj.x[k].copy(), order)
@@ -178,7 +178,8 @@ def test_product_norms_lie_between_the_bounds(data):
     N = bptt.product_norms(prob.params, traj)
     upper = bptt.product_norm_bound(prob.params, traj)
     smin = np.linalg.svd(bptt.step_jacobians(prob.params, traj), compute_uv=False)[..., -1]
-    lower = np.flip(np.cumprod(np.flip(np.concatenate([smin, np.ones((1, traj.B))]), 0), 0), 0)
+    ones = backend.xp().ones((1, traj.B))
+    lower = np.flip(np.cumprod(np.flip(np.concatenate([smin, ones]), 0), 0), 0)
     assert np.all(N <= upper * (1 + 1e-10) + 1e-300)
     assert np.all(N >= lower * (1 - 1e-10))
 
@@ -208,7 +209,7 @@ def test_linear_case_product_is_a_matrix_power(m, seed, T):
                            np.linalg.matrix_power(P["W_rec"], T)) < 1e-12
     assert check.rel_error(bptt.product_norms(P, traj)[:, 1],
                            np.flip(bptt.linear_power_norms(P["W_rec"], T))) < 1e-10
-    ref = [np.linalg.norm(np.linalg.matrix_power(P["W_rec"], k), 2) for k in range(T + 1)]
+    ref = [float(np.linalg.norm(np.linalg.matrix_power(P["W_rec"], k), 2)) for k in range(T + 1)]
     assert check.rel_error(bptt.linear_power_norms(P["W_rec"], T), np.array(ref)) < 1e-10
 
 
@@ -218,7 +219,7 @@ def test_sigma_max_below_one_vanishes(m, seed, s, n):
     G = np.random.default_rng(seed).standard_normal((m, m))
     W = s * G / np.linalg.norm(G, 2)
     assert float(bptt.spectral_norm(W)) == pytest.approx(s, rel=1e-12)
-    logN = bptt.linear_power_norms(W, n, log=True)
+    logN = backend.to_numpy(bptt.linear_power_norms(W, n, log=True))
     assert np.all(logN <= np.arange(n + 1) * math.log(s) + 1e-10 * np.arange(1, n + 2))
     assert np.all(np.diff(logN) <= math.log(s) + 1e-10)  # ||W^(k+1)|| <= s ||W^k||
 
@@ -231,7 +232,7 @@ def test_spectral_radius_above_one_explodes(m, seed, r, n):
     assume(rho_G > 1e-3)
     W = r * G / rho_G
     assert float(bptt.spectral_radius(W)) == pytest.approx(r, rel=1e-9)
-    logN = bptt.linear_power_norms(W, n, log=True)
+    logN = backend.to_numpy(bptt.linear_power_norms(W, n, log=True))
     assert np.all(logN >= np.arange(n + 1) * math.log(r) * (1 - 1e-8) - 1e-8)
     # Gelfand: ||W^n||^(1/n) -> rho from above; sigma_max bounds it
     assert logN[n] / n <= math.log(float(bptt.spectral_norm(W))) + 1e-10
@@ -300,7 +301,7 @@ def test_tanh_with_small_W_rec_vanishes(prob, s):
     traj = rnn.forward(params, prob.u, prob.x0)
     T = traj.T
     N = bptt.product_norms(params, traj)
-    geometric = s ** np.arange(T, -1, -1.0)  # row k: s^(T-k)
+    geometric = backend.asarray(s ** np.arange(T, -1, -1.0))  # row k: s^(T-k)
     assert np.all(bptt.product_norm_bound(params, traj) <= geometric[:, None] * (1 + 1e-12))
     assert np.all(N <= geometric[:, None] * (1 + 1e-12))
 
@@ -386,14 +387,14 @@ def test_bad_input_is_refused_with_a_clear_error():
 def test_overflow_and_dead_units_give_inf_and_zero_not_errors():
     N = bptt.linear_power_norms(3.0 * np.eye(2), 1000)
     assert N[-1] == np.inf
-    assert bptt.linear_power_norms(3.0 * np.eye(2), 1000, log=True)[-1] == pytest.approx(
+    assert float(bptt.linear_power_norms(3.0 * np.eye(2), 1000, log=True)[-1]) == pytest.approx(
         1000 * math.log(3.0))
     P = lin_params(np.eye(2), seed=0)
     P["b1"][:] = -5.0
     P["W_in"][:] = 0.0
     traj = rnn.forward(P, np.ones((3, 2, 2)), activation="relu")  # every unit dead: J = 0
     N = bptt.product_norms(P, traj)
-    assert np.array_equal(N[:3], np.zeros((3, 2))) and np.all(N[3] == 1.0)
+    assert np.array_equal(backend.to_numpy(N[:3]), np.zeros((3, 2))) and np.all(N[3] == 1.0)
 
 
 # --- (e) gradient clipping --------------------------------------------------------------------
@@ -404,7 +405,8 @@ def grad_dicts(draw):
     n = draw(st.integers(1, 4))
     scale = 10.0 ** draw(st.floats(-6, 6))
     shapes = [tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2))) for _ in range(n)]
-    return {"g%d" % i: np.asarray(scale * rng.standard_normal(s)) for i, s in enumerate(shapes)}
+    return {"g%d" % i: backend.asarray(scale * rng.standard_normal(s))
+            for i, s in enumerate(shapes)}
 
 
 @given(grads=grad_dicts(), max_norm=st.floats(1e-3, 1e3))

@@ -23,6 +23,11 @@ TOL = check.TOLERANCES["float64"]  # 1e-7
 STATIONARY_TOL = 1e-9  # |per-example partial of L| relative to the size of its terms
 
 
+def assert_allclose(actual, desired, **kwargs):
+    """np.testing.assert_allclose of engine arrays, copied to the host first."""
+    np.testing.assert_allclose(backend.to_numpy(actual), backend.to_numpy(desired), **kwargs)
+
+
 # ----------------------------------------------------------------------------- problems
 @dataclass
 class LayeredProblem:
@@ -175,9 +180,9 @@ def test_forward_trajectory_shapes_and_values():
     assert traj.o.shape == traj.yhat.shape == (4, 3)
     # eq. (1) written out independently for layer 1 and the output
     P = prob.params
-    np.testing.assert_allclose(traj.x[2], np.tanh(traj.x[1] @ P["W_1"].T + P["b_1"]), rtol=1e-15)
+    assert_allclose(traj.x[2], np.tanh(traj.x[1] @ P["W_1"].T + P["b_1"]), rtol=1e-15)
     o = traj.x[3] @ P["W_out"].T + P["b_out"]
-    np.testing.assert_allclose(traj.yhat, 1.0 / (1.0 + np.exp(-o)), rtol=1e-13)
+    assert_allclose(traj.yhat, 1.0 / (1.0 + np.exp(-o)), rtol=1e-13)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -202,7 +207,7 @@ def test_zero_layers_is_a_single_output_layer():
     s = prob.sweep()
     assert s.adj.lam == [] and s.traj.T == 0
     check.assert_gradients(prob.loss, prob.params, s.grads)
-    np.testing.assert_allclose(s.adj.lam_x0, s.adj.delta_out @ prob.params["W_out"])
+    assert_allclose(s.adj.lam_x0, s.adj.delta_out @ prob.params["W_out"])
 
 
 def test_adjoint_and_gradients_are_pure():
@@ -210,7 +215,7 @@ def test_adjoint_and_gradients_are_pure():
     s = prob.sweep()
     again = layered.adjoint(prob.params, s.traj, s.adj.delta)  # delta instead of delta_out
     for a, b in zip(s.adj.lam + [s.adj.lam_x0], again.lam + [again.lam_x0]):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        assert_allclose(a, b, rtol=1e-13, atol=1e-15)
     g2 = layered.gradients(prob.params, s.traj, again)
     assert all(check.rel_error(s.grads[k], g2[k]) < 1e-13 for k in s.grads)
     F, grads = layered.loss_and_grad(prob.params, prob.x0, prob.y, **prob.kwargs)
@@ -294,9 +299,9 @@ def test_equal_widths_and_shared_weights_reproduce_the_rnn(m, T, B, act, head, s
     r = rnn.sweep(R, backend.asarray(np.zeros((T, B, 1))), y, x0=x0, **kw)
     assert float(s.F) == pytest.approx(float(r.F), rel=1e-13)
     for i in range(T):
-        np.testing.assert_allclose(s.traj.x[i + 1], r.traj.x[i + 1], rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(s.adj.lam[i], r.adj.lam[i], rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(s.grad_x0, r.grad_x0, rtol=1e-12, atol=1e-15)
+        assert_allclose(s.traj.x[i + 1], r.traj.x[i + 1], rtol=1e-13, atol=1e-15)
+        assert_allclose(s.adj.lam[i], r.adj.lam[i], rtol=1e-12, atol=1e-15)
+    assert_allclose(s.grad_x0, r.grad_x0, rtol=1e-12, atol=1e-15)
     assert check.rel_error(sum(s.grads["W_%d" % i] for i in range(T)), r.grads["W_rec"]) < 1e-12
     assert check.rel_error(sum(s.grads["b_%d" % i] for i in range(T)), r.grads["b1"]) < 1e-12
     assert check.rel_error(s.grads["W_out"], r.grads["W_out"]) < 1e-12

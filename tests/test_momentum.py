@@ -37,8 +37,8 @@ def range_margin(act, h):
 @dataclass
 class Problem:
     params: dict
-    u: np.ndarray
-    y: np.ndarray
+    u: object
+    y: object
     state0: Optional[dict]
     activation: str
     output: str
@@ -97,14 +97,14 @@ def problems(draw, hidden=HIDDEN, head=testing.HEADS, many_to_many=None, state0=
     rng = np.random.default_rng(seed)
     P = M.init_params(p, m, l, seed=seed, bias_scale=0.3)
     P = {k: v * scale if k in ("U", "W", "W_out") else v for k, v in P.items()}
-    u = input_scale * rng.standard_normal((T, B, p))
+    u = backend.randn((T, B, p), rng=rng, scale=input_scale)
     lead = (T, B) if m2m else (B,)
     if loss_name == "cross_entropy":
-        y = rng.integers(0, l, size=lead)
+        y = backend.asarray(rng.integers(0, l, size=lead), dtype="int64")
     elif loss_name == "bce":
-        y = rng.uniform(0.0, 1.0, size=lead + (l,))
+        y = backend.uniform(lead + (l,), rng=rng)
     else:
-        y = rng.standard_normal(lead + (l,))
+        y = backend.randn(lead + (l,), rng=rng)
     s0 = None
     if with_state:
         h0 = 0.5 * rng.standard_normal((B, m))
@@ -112,7 +112,7 @@ def problems(draw, hidden=HIDDEN, head=testing.HEADS, many_to_many=None, state0=
             h0 = SIGMA[act](h0)  # inside sigma's range, so that sigma^{-1}(h_0) exists
         elif act == "softplus":
             h0 = SIGMA[act](h0)
-        s0 = {"h0": h0, "v0": 0.5 * rng.standard_normal((B, m))}
+        s0 = {"h0": backend.asarray(h0), "v0": backend.randn((B, m), rng=rng, scale=0.5)}
     return Problem(P, u, y, s0, act, output, loss_name, m2m, mu, s)
 
 
@@ -241,9 +241,11 @@ def fd_jacobian(f, x):
 
 def _fd_jac(f, x, step):
     B, m = x.shape
-    J = np.empty((B, m, m))
+    xp = backend.xp()
+    J = xp.empty((B, m, m))
+    step = backend.asarray(step)
     for j in range(m):
-        e = np.zeros_like(x)
+        e = xp.zeros_like(x)
         e[:, j] = step
         fs = [f(x + c * e) for c in (-2, -1, 1, 2)]
         J[:, :, j] = (fs[0] - 8 * fs[1] + 8 * fs[2] - fs[3]) / (12 * step[:, None])
@@ -278,12 +280,12 @@ def test_momentum_factor_matches_finite_differences_of_its_partial(prob, data):
     assert per_example_error(J, N, floor) < 1e-8, (k, prob)
     # the lecture's printed D_k [U^T + mu Sigma_k] is the transpose of [U + mu Sigma_k] D_k
     L = M.lecture_factor(prob.params, tr, k)
-    U, mu = prob.params["U"], prob.mu
+    U, mu, eye = prob.params["U"], prob.mu, backend.xp().eye(prob.params["U"].shape[0])
     Sig = 1.0 / tr.activation.grad(tr.z[k - 1], tr.h[k])
     D = tr.activation.grad(tr.z[k], tr.h[k + 1])
-    printed = D[:, :, None] * (U.T[None] + mu * Sig[:, None, :] * np.eye(U.shape[0]))
+    printed = D[:, :, None] * (U.T[None] + mu * Sig[:, None, :] * eye)
     assert check.rel_error(L, printed) < 1e-14
-    assert check.rel_error(L, np.swapaxes((U[None] + mu * Sig[:, :, None] * np.eye(U.shape[0]))
+    assert check.rel_error(L, np.swapaxes((U[None] + mu * Sig[:, :, None] * eye)
                                           * D[:, None, :], 1, 2)) < 1e-14
 
 
@@ -291,7 +293,7 @@ def test_momentum_factor_with_other_hyperparameters():
     """mu=, s= given: the partial of the v-eliminated map with those values, same (h_k, h_{k-1})."""
     rng = np.random.default_rng(3)
     P = M.init_params(3, 4, 2, seed=3, bias_scale=0.3)
-    u = rng.standard_normal((4, 2, 3))
+    u = backend.randn((4, 2, 3), rng=rng)
     tr = M.forward(P, u, mu=0.6, s=0.6)
     prob = Problem(P, u, None, None, "tanh", "sigmoid", "bce", False, 0.3, 1.1)
     J = M.momentum_factor(P, tr, 2, mu=0.3, s=1.1)
@@ -320,7 +322,7 @@ def test_vanilla_factor_and_adjoint_map_match_finite_differences(prob):
     x = np.concatenate([tr.h[k], tr.v[k]], axis=1)
     if fd["order"] == 2:  # relu: narrow 2-point stencil
         h = check.default_step("float64", 2)
-        N = np.empty((B, 2 * m, 2 * m))
+        N = backend.xp().empty((B, 2 * m, 2 * m))
         for j in range(2 * m):
             e = np.zeros_like(x)
             e[:, j] = h
@@ -455,13 +457,13 @@ def test_scalar_linear_case_rates():
     y = rng.standard_normal((3, 1))
     sw = M.sweep(P, u, y, activation="identity", output="identity", loss="mse", mu=0.6, s=0.6)
     a = M.eliminated_adjoint(sw.traj, sw.adj)[:, :, 0]
-    n = np.arange(T)[::-1][:, None]  # n = T - k
+    n = backend.asarray(np.arange(T)[::-1][:, None], dtype="int64")  # n = T - k
     assert np.allclose(a, (6 * 0.6 ** n - 5 * 0.5 ** n) * a[-1], rtol=1e-12, atol=0)
     assert np.allclose(sw.adj.lam[:, :, 0], 0.5 ** n * a[-1], rtol=1e-12, atol=0)
     J = M.momentum_factor(P, sw.traj, 5)
     assert np.allclose(J, 1.1)
     A = M.adjoint_map(P, sw.traj, 5)[0]
-    assert np.allclose(sorted(np.linalg.eigvals(A).real), [0.5, 0.6])
+    assert np.allclose(sorted(np.linalg.eigvals(backend.to_numpy(A)).real), [0.5, 0.6])
 
 
 def test_chain_of_factors_reassociates_to_vanilla_plus_mu_identity():
@@ -473,17 +475,18 @@ def test_chain_of_factors_reassociates_to_vanilla_plus_mu_identity():
     u = rng.standard_normal((6, 2, 3))
     tr = M.forward(P, u, mu=0.6, s=0.6)
     U, mu, T, m = P["U"], 0.6, 6, 4
+    eye = backend.xp().eye(m)
     d = tr.activation.grad(tr.z, tr.h[1:])  # d[k-1] = sigma'(z_k)
     t = 1
-    lhs = np.broadcast_to(np.eye(m), (2, m, m))
+    lhs = np.broadcast_to(eye, (2, m, m))
     for k in range(t, T):
         lhs = lhs @ np.swapaxes(M.momentum_factor(P, tr, k), 1, 2)
-    rhs = U.T[None] + mu * np.eye(m) / d[t - 1][:, None, :]
+    rhs = U.T[None] + mu * eye / d[t - 1][:, None, :]
     for k in range(t + 1, T):
-        rhs = rhs @ (d[k - 1][:, :, None] * U.T[None] + mu * np.eye(m))
+        rhs = rhs @ (d[k - 1][:, :, None] * U.T[None] + mu * eye)
     rhs = rhs * d[T - 1][:, None, :]
     assert check.rel_error(lhs, rhs) < 1e-12
-    printed = np.broadcast_to(np.eye(m), (2, m, m))
+    printed = np.broadcast_to(eye, (2, m, m))
     for k in range(t, T):
         printed = printed @ M.lecture_factor(P, tr, k)
     assert check.rel_error(printed, lhs) > 1e-2  # the printed chain is a different matrix

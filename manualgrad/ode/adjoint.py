@@ -48,9 +48,13 @@ __all__ = ["discrete_adjoint", "continuous_adjoint", "AdjointResult", "zeros_lik
 
 
 def zeros_like_params(theta):
-    """{name: zeros shaped like theta[name]} on the backend."""
+    """{name: zeros of theta[name]'s shape and dtype} on the active backend.
+
+    Also for entries a field's ``check`` passes through unchanged (host arrays of keys the field
+    does not use): their exact-zero gradients must live on the backend with the others.
+    """
     xp = backend.xp()
-    return {k: xp.zeros_like(v) for k, v in theta.items()}
+    return {k: xp.zeros(tuple(v.shape), dtype=v.dtype) for k, v in theta.items()}
 
 
 def _check_cotangent(a1, z1, name="a1"):
@@ -194,7 +198,8 @@ def continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h
             raise ValueError("field.vjp returned gradients for %s, not keys of theta" % extra)
         return (dz, -az) + tuple(-ath[k] for k in keys)
 
-    y1 = (z1, a1) + tuple(backend.xp().zeros_like(theta[k]) for k in keys)
+    zeros = zeros_like_params(theta)  # a_theta(t1) = 0
+    y1 = (z1, a1) + tuple(zeros[k] for k in keys)
     if tab.adaptive:
         if steps is not None or h is not None:
             raise ValueError("solver %r is adaptive (rtol/atol error control): steps=/h= are not "

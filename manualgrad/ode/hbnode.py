@@ -186,7 +186,7 @@ class HBNODEField:
         s = self.act.f(u)
         delta = (a_m @ theta["theta2"]) * self.act.grad(u, s)
         a_z = xp.concatenate([delta @ theta["theta1"], a_h - g * a_m], axis=1)
-        grads = {k: xp.zeros_like(v) for k, v in theta.items()}
+        grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
         grads["theta1"] = delta.T @ h
         grads["b1"] = delta.sum(axis=0)
         grads["theta2"] = a_m.T @ s
@@ -229,8 +229,9 @@ class HBNODEField:
         """BW Theorem 3 on a recorded adjoint trajectory, by central differences in time.
 
         ts: K >= 3 equally spaced times (either direction); zs, as_: states z = [h, m] and
-        adjoints a = [a_h, a_m] at those times, each (B, 2n). Returns a dict of (K-2, B, n) host
-        arrays at the interior times::
+        adjoints a = [a_h, a_m] at those times, each (B, 2n) on the backend; theta: the field's
+        parameters (validated and moved to the backend by :meth:`check`). Returns a dict of
+        (K-2, B, n) host arrays at the interior times::
 
             "m": a_m'' - gamma a_m' - a_m J      (BW eq. 15 for a_m: -> 0 as the step shrinks)
             "h": a_h'' - gamma a_h' - a_h J      (BW eq. 15 for a_h: -> -a_m dJ/dt, not 0)
@@ -248,6 +249,7 @@ class HBNODEField:
         dt = np.diff(ts)
         if np.abs(dt - dt[0]).max() > 1e-9 * abs(dt[0]):
             raise ValueError("theorem3_residuals: the times must be equally spaced")
+        theta = self.check(theta)
         g = self.gamma_of(theta)
         g = float(backend.to_numpy(g).reshape(-1)[0]) if backend.is_array(g) else g
         out = {"m": [], "h": [], "h_corrected": []}

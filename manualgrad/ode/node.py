@@ -121,12 +121,11 @@ class NODEField:
 
     def vjp(self, t, z, theta, a):
         """(a df/dh (B, n), {name: sum_b a df/dtheta[name]}) for a (B, n); every key of theta."""
-        xp = backend.xp()
         u = self._pre(t, z, theta)
         s = self.act.f(u)
         g = self.act.grad(u, s)
         g *= a @ theta["theta2"]  # sigma'(u) o (a theta2)
-        grads = {k: xp.zeros_like(v) for k, v in theta.items()}  # unused keys stay exactly 0
+        grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
         grads["theta2"] = a.T @ s
         grads["theta1"] = g.T @ z
         if "b2" in theta:
@@ -149,8 +148,10 @@ class NODEField:
 class LinearField:
     """f(z) = A z (coded ``z @ A.T``), the linear field of BW Lemma 1.
 
-    ``A`` (n, n) fixed at construction, or None to read it from ``theta["A"]`` (then the vjp
-    returns dL/dA = sum_b a^T z for it). Any other key of theta gets an exact-zero gradient.
+    ``A`` (n, n) fixed at construction (a host matrix is moved to the active backend then, and
+    again at first use if the backend has changed since), or None to read it from
+    ``theta["A"]`` (then the vjp returns dL/dA = sum_b a^T z for it). Any other key of theta
+    gets an exact-zero gradient.
     """
 
     def __init__(self, A=None):
@@ -159,7 +160,11 @@ class LinearField:
             raise ValueError("A must be square (n, n), got shape %s" % (tuple(self.A.shape),))
 
     def _A(self, theta):
-        return self.A if self.A is not None else theta["A"]
+        if self.A is None:
+            return theta["A"]
+        if backend.array_module_of(self.A) is not backend.xp():  # built under another backend
+            self.A = backend.asarray(self.A, self.A.dtype)
+        return self.A
 
     def check(self, theta, z):
         theta = {} if theta is None else theta
@@ -181,8 +186,7 @@ class LinearField:
         return z @ self._A(theta).T
 
     def vjp(self, t, z, theta, a):
-        xp = backend.xp()
-        grads = {k: xp.zeros_like(v) for k, v in theta.items()}
+        grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
         if self.A is None:
             grads["A"] = a.T @ z
         return a @ self._A(theta), grads

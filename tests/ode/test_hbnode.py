@@ -71,7 +71,7 @@ def test_vjp_jvp_dot_product_and_jvp_against_finite_differences(n, H, B, seed, l
     field = hbnode.HBNODEField(act, learn_gamma=learn, gamma=gamma)
     P = hbnode.init_params(n, H, seed=seed, learn_gamma=learn, gamma0=0.3, bias_scale=0.5)
     rng = np.random.default_rng(seed + 1)
-    z, a, v = (rng.standard_normal((B, 2 * n)) for _ in range(3))
+    z, a, v = (backend.asarray(rng.standard_normal((B, 2 * n))) for _ in range(3))
     az, _ = field.vjp(0.0, z, P, a)
     Jv = field.jvp(0.0, z, P, v)
     lhs, rhs = float((az * v).sum()), float((a * Jv).sum())
@@ -91,7 +91,7 @@ def test_vjp_parameter_gradients_against_finite_differences(n, H, B, seed, learn
     P = hbnode.init_params(n, H, seed=seed, learn_gamma=learn, gamma0=0.3, bias_scale=0.5)
     P["unused"] = np.ones((2, 2))
     rng = np.random.default_rng(seed + 2)
-    z, a = rng.standard_normal((B, 2 * n)), rng.standard_normal((B, 2 * n))
+    z, a = (backend.asarray(rng.standard_normal((B, 2 * n))) for _ in range(2))
     _, g = field.vjp(0.0, z, P, a)
     assert set(g) == set(P)
     assert not g["unused"].any()
@@ -106,7 +106,7 @@ def test_theorem2_adjoint_rhs_is_minus_the_vjp(n, H, B, seed, learn, gamma, act)
     field = hbnode.HBNODEField(act, learn_gamma=learn, gamma=gamma)
     P = hbnode.init_params(n, H, seed=seed, learn_gamma=learn, gamma0=0.7, bias_scale=0.5)
     rng = np.random.default_rng(seed + 3)
-    z, a = rng.standard_normal((B, 2 * n)), rng.standard_normal((B, 2 * n))
+    z, a = (backend.asarray(rng.standard_normal((B, 2 * n))) for _ in range(2))
     h, m = hbnode.split(z)
     a_h, a_m = hbnode.split(a)
     da_h, da_m = field.adjoint_rhs(0.0, h, m, a_h, a_m, P)
@@ -204,10 +204,11 @@ def test_gamma_gradient_is_minus_the_integral_of_a_m_dot_m():
     integral = float(np.sum(0.5 * (np.asarray(vals[1:]) + vals[:-1]) * np.diff(ts)))  # int_t1^t0
     dL_dgamma = integral  # a_gamma(t0) = -int_{t0}^{t1} a_m . m dt = int_{t1}^{t0} a_m . m dt
     e = 1e-4
-    fd = (-hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma + 2 * e)
-          + 8 * hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma + e)
-          - 8 * hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma - e)
-          + hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma - 2 * e)) / (12 * e)
+    fd = float((-hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma + 2 * e)
+                + 8 * hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma + e)
+                - 8 * hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma - e)
+                + hbnode.loss(P, h0, m0, y, solver="rk4", steps=N, t1=t1, gamma=gamma - 2 * e))
+               / (12 * e))
     assert abs(dL_dgamma - fd) < 1e-5 * abs(fd) and abs(fd) > 1e-3
     # the learned parameterisation
     g0 = gamma
@@ -272,7 +273,7 @@ def test_theorem3_holds_for_a_m_and_not_for_a_h_on_the_computed_adjoint(n, H, se
         r = field.theorem3_residuals(res.ts, res.zs, res.as_, P)
         rs.append(r)
         worst.append([np.abs(r["m"]).max(), np.abs(r["h_corrected"]).max(), np.abs(r["h"]).max()])
-        a_max = max(np.abs(a).max() for a in res.as_)
+        a_max = max(float(np.abs(a).max()) for a in res.as_)
     worst = np.array(worst)
     floor = 1e-8 * a_max  # round-off of second differences: ~ eps |a| / dt^2
     for j in (0, 1):  # a_m and corrected a_h: O(dt^2)
@@ -312,7 +313,8 @@ def test_init_params_match_node_and_gamma0():
     for k in ("theta1", "b1", "theta2", "b2"):
         assert np.array_equal(P[k], Q[k])
     assert P["gamma_raw"].shape == (1,)
-    assert hbnode.HBNODEField(learn_gamma=True).gamma_of(P)[0] == pytest.approx(0.25, rel=1e-14)
+    assert float(hbnode.HBNODEField(learn_gamma=True).gamma_of(P)[0]) == pytest.approx(0.25,
+                                                                                      rel=1e-14)
     assert "gamma_raw" not in hbnode.init_params(3, 4)
 
 
@@ -340,9 +342,10 @@ def test_float32_runs_and_agrees_roughly():
 
 @pytest.mark.skipif(not backend.cupy_available()[0], reason="CuPy with a CUDA GPU is not available")
 def test_cupy_agrees_with_numpy():
-    P, h0, m0, y = problem(2, 3, 2, seed=3, learn_gamma=True, l=1)
-    ref = {m: hbnode.loss_and_grad(P, h0, m0, y, steps=6, method=m) for m in ("discrete",
-                                                                               "continuous")}
+    with backend.use_backend("numpy"):  # the reference on the host, whatever the suite's backend
+        P, h0, m0, y = problem(2, 3, 2, seed=3, learn_gamma=True, l=1)
+        ref = {m: hbnode.loss_and_grad(P, h0, m0, y, steps=6, method=m)
+               for m in ("discrete", "continuous")}
     with backend.use_backend("cupy"):
         Pg = {k: backend.asarray(v) for k, v in P.items()}
         for method, (F, g, info) in ref.items():

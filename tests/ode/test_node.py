@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import expm as scipy_expm
 
-from manualgrad import check
+from manualgrad import backend, check
 from manualgrad.ode import adjoint, node, solvers
 
 TOL = 1e-7
@@ -17,7 +17,8 @@ HEADS = (("identity", "mse"), ("tanh", "mse"), ("sigmoid", "bce"), ("softmax", "
 
 
 def _flat(g, keys=None):
-    return np.concatenate([np.ravel(g[k]) for k in (keys or sorted(g))])
+    """The gradients of g (sorted by name) as one flat host vector."""
+    return np.concatenate([backend.to_numpy(g[k]).ravel() for k in (keys or sorted(g))])
 
 
 # ----------------------------------------------------------------------------- problems
@@ -105,7 +106,7 @@ def test_field_vjp_is_the_transpose_of_jvp_and_differentiates_theta(n, H, B, see
     rng = np.random.default_rng(seed)
     fld = node.NODEField(act, time_input)
     P = node.init_params(n, H, seed=seed, time_input=time_input, bias_scale=0.5)
-    z, a, v = (rng.standard_normal((B, n)) for _ in range(3))
+    z, a, v = (backend.asarray(rng.standard_normal((B, n))) for _ in range(3))
     az, g = fld.vjp(t, z, P, a)
     lhs, rhs = float((a * fld.jvp(t, z, P, v)).sum()), float((az * v).sum())
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
@@ -147,6 +148,7 @@ def test_linear_field_parameter_gradient():
     rng = np.random.default_rng(0)
     A = 0.5 * rng.standard_normal((3, 3))
     z0, a1 = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    a1 = backend.asarray(a1)  # the closure below multiplies it with solutions
     fld = node.LinearField()
     for s, kw in (("rk4", dict(steps=4)), ("dopri5", {})):
         sol = solvers.odeint(fld, z0, {"A": A}, 0, 1, s, **kw)
@@ -205,9 +207,10 @@ def test_continuous_adjoint_reconstructs_h0_and_records_the_adjoint():
     a1 = np.random.default_rng(1).standard_normal(h0.shape)
     res = adjoint.continuous_adjoint(fld, sol.z1, theta, a1, 0.0, 1.0, "rk4", steps=20,
                                      record=True)
-    assert np.abs(res.z0 - h0).max() < 1e-6
+    assert np.abs(backend.to_numpy(res.z0) - h0).max() < 1e-6
     assert res.ts[0] == 1.0 and res.ts[-1] == 0.0 and len(res.as_) == 21
-    assert np.array_equal(res.as_[0], a1) and np.array_equal(res.as_[-1], res.a0)
+    assert np.array_equal(backend.to_numpy(res.as_[0]), a1)
+    assert np.array_equal(res.as_[-1], res.a0)
     assert all(np.abs(z - zf).max() < 1e-6 for z, zf in zip(res.zs, sol.zs[::-1]))
     assert adjoint.continuous_adjoint(fld, sol.z1, theta, a1, 0, 1, "rk4", steps=20).as_ is None
 
@@ -228,7 +231,8 @@ def test_continuous_adjoint_cannot_reconstruct_h_through_strong_contraction():
         res = adjoint.continuous_adjoint(fld, sol.z1, th, aT, 0.0, 1.0, "rk4", steps=400)
         a0, g = adjoint.discrete_adjoint(fld, sol, th, aT)
         assert check.rel_error(res.a0, a0) < 1e-12
-        gaps[lam] = (np.abs(res.z0 - z0).max(), check.rel_error(res.grads["A"], g["A"]))
+        gaps[lam] = (np.abs(backend.to_numpy(res.z0) - z0).max(),
+                     check.rel_error(res.grads["A"], g["A"]))
     assert gaps[5.0][0] < 1e-9 and gaps[5.0][1] < 1e-9, gaps
     assert gaps[40.0][0] > 0.1 and gaps[40.0][1] > 1e-2, gaps
 
@@ -245,6 +249,8 @@ def _peak_bytes(fn):
         tracemalloc.stop()
 
 
+@pytest.mark.only_backend("numpy", "strict", reason="tracemalloc traces host allocations only; "
+                          "CuPy's device arrays are invisible to it")
 def test_continuous_adjoint_memory_is_flat_and_discrete_grows_linearly():
     """tracemalloc peak of one loss_and_grad: steps x8 leaves the continuous adjoint's peak
     roughly flat, while the discrete adjoint's grows by about one state per extra step."""
@@ -270,7 +276,7 @@ def test_expm_matches_scipy():
     for scale, tol in ((0.01, 1e-14), (1.0, 1e-13), (5.0, 1e-11)):  # scaling and squaring loses
         M = scale * rng.standard_normal((4, 4))  # ~ ||M|| eps (||M||_1 ~ 20 for the last)
         assert check.rel_error(node.expm(M), scipy_expm(M)) < tol
-    assert np.array_equal(node.expm(np.zeros((2, 2))), np.eye(2))
+    assert np.array_equal(backend.to_numpy(node.expm(np.zeros((2, 2)))), np.eye(2))
 
 
 def test_lemma1_adjoint_of_a_linear_field_is_aT_expm_A_T_minus_t():
@@ -321,9 +327,9 @@ def _adjoint_vs_lemma1_formula(n, seed, activation="tanh"):
     N, T = 400, 1.5
     sol = solvers.odeint(fld, h0, P, 0.0, T, "rk4", steps=N)
     a0, _ = adjoint.discrete_adjoint(fld, sol, P, aT)
-    eye = np.eye(n)
-    J = [np.stack([fld.jvp(t, z, P, eye[i:i + 1])[0] for i in range(n)], axis=1)
-         for t, z in zip(sol.ts, sol.zs)]  # J[k] = df/dh at t_k, (n, n)
+    eye = backend.asarray(np.eye(n))
+    J = [np.stack([backend.to_numpy(fld.jvp(t, z, P, eye[i:i + 1])[0]) for i in range(n)], axis=1)
+         for t, z in zip(sol.ts, sol.zs)]  # J[k] = df/dh at t_k, (n, n), on the host for expm
     w = np.full(N + 1, T / N)
     w[0] = w[-1] = T / (2 * N)
     intJ = sum(wk * Jk for wk, Jk in zip(w, J))  # trapezoid rule, error O(N^-2)

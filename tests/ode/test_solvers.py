@@ -32,7 +32,11 @@ class FunField:
 
 
 def _problems():
-    """(name, field, z0, t0, t1, exact z(t1)) with closed-form solutions, batched (B=3)."""
+    """(name, field, z0, t0, t1, exact z(t1)) with closed-form solutions, batched (B=3).
+
+    z0 and the exact z(t1) are host (NumPy) arrays; the fields are built on the active backend,
+    so this runs inside the tests (:func:`problem`), not at import.
+    """
     rng = np.random.default_rng(0)
     A = 0.6 * rng.standard_normal((4, 4))
     z0 = rng.standard_normal((3, 4))
@@ -47,7 +51,12 @@ def _problems():
     ]
 
 
-PROBLEMS = _problems()
+PROBLEMS = ("linear", "decay", "time")
+
+
+def problem(name):
+    """The test problem called ``name`` (see :func:`_problems`), built on the active backend."""
+    return next(p for p in _problems() if p[0] == name)
 
 
 # ----------------------------------------------------------------------------- tableaux
@@ -141,14 +150,14 @@ def _observed_orders(errors):
 
 @pytest.mark.parametrize("name, steps", [("euler", (40, 80, 160)), ("midpoint", (40, 80, 160)),
                                          ("rk4", (8, 16, 32))])
-@pytest.mark.parametrize("prob", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+@pytest.mark.parametrize("prob", PROBLEMS)
 def test_observed_order_of_fixed_step_solvers(name, steps, prob):
     """Halving h divides the global error by 2^p: observed order within 0.3 of p = 1, 2, 4."""
-    _, field, z0, t0, t1, exact = prob
+    _, field, z0, t0, t1, exact = problem(prob)
     errs = []
     for N in steps:
         sol = odeint(field, z0, {}, t0, t1, name, steps=N)
-        errs.append(np.abs(sol.z1 - exact).max())
+        errs.append(np.abs(backend.to_numpy(sol.z1) - exact).max())
     orders = _observed_orders(errs)
     assert np.all(np.abs(orders - SOLVERS[name].order) < 0.3), (name, errs, orders)
     assert errs[-1] < {"euler": 2e-2, "midpoint": 1e-4, "rk4": 1e-7}[name] * np.abs(exact).max()
@@ -156,16 +165,16 @@ def test_observed_order_of_fixed_step_solvers(name, steps, prob):
 
 def test_dopri5_fifth_order_step_converges_at_order_5():
     """The dopri5 coefficients, checked by the observed order of its fixed-grid 5th-order step."""
-    _, field, z0, t0, t1, exact = PROBLEMS[0]
-    errs = [np.abs(odeint_grid(field, z0, {}, np.linspace(t0, t1, N + 1), "dopri5").z1
-                   - exact).max() for N in (4, 8, 16)]
+    _, field, z0, t0, t1, exact = problem("linear")
+    errs = [np.abs(backend.to_numpy(odeint_grid(field, z0, {}, np.linspace(t0, t1, N + 1),
+                                                "dopri5").z1) - exact).max() for N in (4, 8, 16)]
     orders = _observed_orders(errs)
     assert np.all(np.abs(orders - 5) < 0.3), (errs, orders)
 
 
 @pytest.mark.parametrize("name", list(FIXED))
 def test_fixed_step_nfe_is_exact_and_grid_is_uniform(name):
-    _, field, z0, t0, t1, _ = PROBLEMS[1]
+    _, field, z0, t0, t1, _ = problem("decay")
     sol = odeint(field, z0, {}, t0, t1, name, steps=13)
     assert sol.nfe == FIXED[name] * 13 == SOLVERS[name].nfe_per_step * 13
     assert sol.steps == 13 and len(sol.ts) == 14 and len(sol.zs) == 14
@@ -183,47 +192,50 @@ def test_fixed_step_nfe_is_exact_and_grid_is_uniform(name):
 
 def test_euler_is_the_lecture_formula():
     """BW: h_{k+1} = h_k + s f(h_k, t_k, theta), written out by hand for three steps."""
-    _, field, z0, t0, t1, _ = PROBLEMS[2]
+    _, field, z0, t0, t1, _ = problem("time")
     s = (t1 - t0) / 3
     z = z0.copy()
     for k in range(3):
         z = z + s * math.cos(t0 + k * s) * z
-    np.testing.assert_allclose(odeint(field, z0, {}, t0, t1, "euler", steps=3).z1, z,
-                               rtol=1e-14)
+    np.testing.assert_allclose(backend.to_numpy(odeint(field, z0, {}, t0, t1, "euler",
+                                                       steps=3).z1), z, rtol=1e-14)
 
 
 def test_batched_rows_are_independent():
-    _, field, z0, t0, t1, _ = PROBLEMS[0]
+    _, field, z0, t0, t1, _ = problem("linear")
     for name in FIXED:
-        whole = odeint(field, z0, {}, t0, t1, name, steps=5).z1
-        rows = np.vstack([odeint(field, z0[i:i + 1], {}, t0, t1, name, steps=5).z1
-                          for i in range(z0.shape[0])])
+        whole = backend.to_numpy(odeint(field, z0, {}, t0, t1, name, steps=5).z1)
+        rows = np.vstack([backend.to_numpy(odeint(field, z0[i:i + 1], {}, t0, t1, name,
+                                                  steps=5).z1) for i in range(z0.shape[0])])
         np.testing.assert_allclose(whole, rows, rtol=1e-14, atol=1e-15)
 
 
 # ----------------------------------------------------------------------------- dopri5
-@pytest.mark.parametrize("prob", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+@pytest.mark.parametrize("prob", PROBLEMS)
 def test_dopri5_matches_exact_and_solve_ivp_at_tight_tolerance(prob):
-    _, field, z0, t0, t1, exact = prob
+    _, field, z0, t0, t1, exact = problem(prob)
     sol = odeint(field, z0, {}, t0, t1, "dopri5", rtol=1e-11, atol=1e-13)
     shape = z0.shape
-    ref = solve_ivp(lambda t, y: np.asarray(field.f(t, y.reshape(shape), {})).ravel(),
-                    (t0, t1), z0.ravel(), method="DOP853", rtol=1e-12, atol=1e-14)
+
+    def rhs(t, y):  # scipy's state on the host, the field on the backend
+        return backend.to_numpy(field.f(t, backend.asarray(y.reshape(shape)), {})).ravel()
+    ref = solve_ivp(rhs, (t0, t1), z0.ravel(), method="DOP853", rtol=1e-12, atol=1e-14)
     assert ref.success
     scale = np.abs(exact).max()
-    assert np.abs(sol.z1 - ref.y[:, -1].reshape(shape)).max() < 1e-9 * scale
-    assert np.abs(sol.z1 - exact).max() < 1e-9 * scale
+    z1 = backend.to_numpy(sol.z1)
+    assert np.abs(z1 - ref.y[:, -1].reshape(shape)).max() < 1e-9 * scale
+    assert np.abs(z1 - exact).max() < 1e-9 * scale
     assert sol.ts[-1] == t1 and sol.steps == len(sol.ts) - 1
     # NFE: f(t0), one probe for the first step, then 6 per attempted step (FSAL)
     assert sol.nfe == 2 + 6 * (sol.steps + sol.rejected)
 
 
 def test_dopri5_error_follows_tolerance_and_nfe_grows():
-    _, field, z0, t0, t1, exact = PROBLEMS[0]
+    _, field, z0, t0, t1, exact = problem("linear")
     errs, nfes = [], []
     for rtol in (1e-4, 1e-6, 1e-8, 1e-10):
         sol = odeint(field, z0, {}, t0, t1, "dopri5", rtol=rtol, atol=rtol * 1e-2)
-        errs.append(np.abs(sol.z1 - exact).max())
+        errs.append(np.abs(backend.to_numpy(sol.z1) - exact).max())
         nfes.append(sol.nfe)
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
     assert all(a < b for a, b in zip(nfes, nfes[1:])), nfes
@@ -239,7 +251,7 @@ def test_dopri5_rejects_steps_and_first_step_is_used():
 
 
 def test_odeint_grid_replays_an_adaptive_solve_bit_for_bit():
-    _, field, z0, t0, t1, _ = PROBLEMS[2]
+    _, field, z0, t0, t1, _ = problem("time")
     sol = odeint(field, z0, {}, t0, t1, "dopri5", rtol=1e-5, atol=1e-7)
     rep = odeint_grid(field, z0, {}, sol.ts, "dopri5")
     assert np.array_equal(rep.z1, sol.z1)
@@ -248,7 +260,7 @@ def test_odeint_grid_replays_an_adaptive_solve_bit_for_bit():
 
 
 def test_record_false_keeps_no_states():
-    _, field, z0, t0, t1, _ = PROBLEMS[0]
+    _, field, z0, t0, t1, _ = problem("linear")
     for name, kw in (("rk4", dict(steps=4)), ("dopri5", {})):
         sol = odeint(field, z0, {}, t0, t1, name, record=False, **kw)
         assert sol.zs is None and sol.ts[-1] == t1
@@ -258,7 +270,7 @@ def test_record_false_keeps_no_states():
 
 # ----------------------------------------------------------------------------- bad input
 def test_bad_intervals_tolerances_and_solver_names():
-    _, field, z0, _, _, _ = PROBLEMS[1]
+    _, field, z0, _, _, _ = problem("decay")
     for t0, t1 in ((1.0, 1.0), (1.0, 0.5)):
         with pytest.raises(ValueError, match="t1 > t0"):
             odeint(field, z0, {}, t0, t1, "rk4", steps=3)
@@ -288,7 +300,7 @@ def test_bad_intervals_tolerances_and_solver_names():
 
 
 def test_h_that_does_not_divide_the_interval_says_by_how_much():
-    _, field, z0, _, _, _ = PROBLEMS[1]
+    _, field, z0, _, _, _ = problem("decay")
     with pytest.raises(ValueError, match=r"h=0.3 does not divide .* 3\.333.*off by 0\.1.*steps=3"):
         odeint(field, z0, {}, 0.0, 1.0, "euler", h=0.3)
     with pytest.raises(ValueError, match="h must be > 0"):
@@ -297,7 +309,7 @@ def test_h_that_does_not_divide_the_interval_says_by_how_much():
 
 
 def test_bad_states_and_fields():
-    _, field, z0, _, _, _ = PROBLEMS[1]
+    _, field, z0, _, _, _ = problem("decay")
     with pytest.raises(ValueError, match=r"z0 must be a 2-d array \(B, n\)"):
         odeint(field, z0[0], {}, 0, 1, "rk4", steps=2)
     bad = z0.copy()
@@ -351,11 +363,12 @@ def test_tolerance_that_cannot_be_met_names_max_steps():
 # ----------------------------------------------------------------------------- cupy
 @needs_gpu
 def test_cupy_solves_and_adjoints_agree_with_numpy():
-    P = node.init_params(3, 4, seed=0, l=2)
     rng = np.random.default_rng(1)
     h0, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
-    ref = {m: node.loss_and_grad(P, h0, y, 0, 1, "rk4", steps=6, method=m)
-           for m in ("discrete", "continuous")}
+    with backend.use_backend("numpy"):  # the reference on the host, whatever the suite's backend
+        P = node.init_params(3, 4, seed=0, l=2)
+        ref = {m: node.loss_and_grad(P, h0, y, 0, 1, "rk4", steps=6, method=m)
+               for m in ("discrete", "continuous")}
     with backend.use_backend("cupy"):
         Pc = {k: backend.asarray(v) for k, v in P.items()}
         for m in ("discrete", "continuous"):
