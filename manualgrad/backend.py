@@ -39,13 +39,13 @@ __all__ = [
     "BACKENDS", "DTYPES", "set_backend", "get_backend", "use_backend", "xp", "np",
     "set_dtype", "get_dtype", "asarray", "to_numpy", "host_rng", "randn", "uniform",
     "cupy_available", "is_array", "array_module_of", "errstate", "fused", "set_fused",
-    "cublas",
+    "fused_mode", "FUSED_MODES", "cublas",
 ]
 
 BACKENDS = ("numpy", "cupy", "strict")
 DTYPES = ("float64", "float32")
 
-_state = {"name": "numpy", "xp": np, "dtype": np.dtype("float64"), "fused": True}
+_state = {"name": "numpy", "xp": np, "dtype": np.dtype("float64"), "fused": "auto"}
 
 
 def cupy_available():
@@ -125,16 +125,38 @@ def get_dtype():
     return _state["dtype"]
 
 
+FUSED_MODES = ("auto", "steps", "persistent")
+
+
 def fused():
     """True when the engine should take its fused GPU path: the backend is cupy and fusion is on."""
-    return _state["name"] == "cupy" and _state["fused"]
+    return _state["name"] == "cupy" and _state["fused"] is not None
+
+
+def fused_mode():
+    """The fused strategy ('auto', 'steps' or 'persistent'; :mod:`manualgrad.gpu`), None when off."""
+    return _state["fused"]
+
+
+def _fused_mode_for(flag):
+    if flag is True:
+        return "auto"
+    if flag is False:
+        return None
+    if isinstance(flag, str) and flag in FUSED_MODES:
+        return flag
+    raise ValueError("fused must be True, False or one of %s, got %r"
+                     % (", ".join(FUSED_MODES), flag))
 
 
 def set_fused(flag):
-    """Turn the fused CuPy kernels on (default) or off (the NumPy path on CuPy arrays)."""
-    if not isinstance(flag, bool):
-        raise TypeError("set_fused: flag must be True or False, got %r" % (flag,))
-    _state["fused"] = flag
+    """Fused CuPy kernels: True (= 'auto', the default), 'steps', 'persistent', or False (off).
+
+    Off, the engine runs its NumPy path on CuPy arrays. 'steps': one cuBLAS product and one
+    fused kernel per step; 'persistent': the vanilla RNN's recurrence in one kernel; 'auto'
+    picks by size (:func:`manualgrad.gpu.strategy_for`). No effect on the numpy backend.
+    """
+    _state["fused"] = _fused_mode_for(flag)
 
 
 @contextlib.contextmanager
@@ -244,9 +266,11 @@ def _from_environment():
         set_dtype(dtype)
     flag = os.environ.get("MANUALGRAD_FUSED")
     if flag:
-        if flag not in ("0", "1"):
-            raise ValueError("MANUALGRAD_FUSED must be 0 or 1, got %r" % flag)
-        set_fused(flag == "1")
+        value = {"0": False, "1": True}.get(flag, flag)
+        if value not in (True, False) + FUSED_MODES:
+            raise ValueError("MANUALGRAD_FUSED must be 0, 1, %s; got %r"
+                             % (", ".join(FUSED_MODES), flag))
+        set_fused(value)
 
 
 _from_environment()

@@ -43,7 +43,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import backend, rnn
+from . import backend, gpu, rnn
 from ._validate import float_array
 
 __all__ = ["Penalty", "PENALTIES", "get_penalty", "penalty_names", "Coadjoint", "sweep",
@@ -399,11 +399,15 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
     gamma = xp.empty((T + 1, B, m), dtype=traj.z.dtype)
     Wgam = xp.empty_like(traj.z)  # W_rec gamma_{k-1}, row k-1
     gamma[0] = 0.0 if mu0 is None else mu0
-    W_rec_T = W_rec.T
-    for gamma_prev, gamma_k, Wgam_k, s_k, mu_k in zip(gamma[:-1], gamma[1:], Wgam, s, mu):
-        xp.matmul(gamma_prev, W_rec_T, out=Wgam_k)  # W_rec gamma_{k-1}
-        xp.multiply(s_k, Wgam_k, out=gamma_k)
-        gamma_k += mu_k  # gamma_k = mu_k + s_k o (W_rec gamma_{k-1})
+    fused = gpu.fuses()
+    if fused:  # CuPy: the loop below as one product and one kernel per step
+        gpu.coadjoint_gamma(W_rec, gamma, Wgam, s, xp.ascontiguousarray(mu, dtype=s.dtype))
+    else:
+        W_rec_T = W_rec.T
+        for gamma_prev, gamma_k, Wgam_k, s_k, mu_k in zip(gamma[:-1], gamma[1:], Wgam, s, mu):
+            xp.matmul(gamma_prev, W_rec_T, out=Wgam_k)  # W_rec gamma_{k-1}
+            xp.multiply(s_k, Wgam_k, out=gamma_k)
+            gamma_k += mu_k  # gamma_k = mu_k + s_k o (W_rec gamma_{k-1})
     # 2. sources: r_k = sigma''(z_k) o lambda_k o (W_rec gamma_{k-1}), written over W_rec gamma;
     #    q = -d2F/do2 (W_out gamma_T)
     r = Wgam
@@ -421,15 +425,18 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
     else:
         xp.matmul(q, W_out, out=xi[T])
     zeta = r  # written in place: zeta_k = r_k + s_k o xi_k
-    rec = xp.empty((B, m), dtype=traj.z.dtype)
     many_to_many = traj.many_to_many
-    steps = zip(zeta[::-1], s[::-1], xi[1:][::-1], xi[:-1][::-1])  # k = T, T-1, .., 1
-    for zeta_k, s_k, xi_k, xi_prev in steps:
-        zeta_k += xp.multiply(s_k, xi_k, out=rec)  # zeta_k = r_k + s_k o xi_k
-        if many_to_many:  # xi_prev holds W_out^T q_{k-1}; add W_rec^T zeta_k
-            xi_prev += xp.matmul(zeta_k, W_rec, out=rec)
-        else:
-            xp.matmul(zeta_k, W_rec, out=xi_prev)  # xi_{k-1} = W_rec^T zeta_k
+    if fused:  # CuPy: the loop below as one kernel and one product per step
+        gpu.coadjoint_xi(W_rec, zeta, s, xi, many_to_many)
+    else:
+        rec = xp.empty((B, m), dtype=traj.z.dtype)
+        steps = zip(zeta[::-1], s[::-1], xi[1:][::-1], xi[:-1][::-1])  # k = T, T-1, .., 1
+        for zeta_k, s_k, xi_k, xi_prev in steps:
+            zeta_k += xp.multiply(s_k, xi_k, out=rec)  # zeta_k = r_k + s_k o xi_k
+            if many_to_many:  # xi_prev holds W_out^T q_{k-1}; add W_rec^T zeta_k
+                xi_prev += xp.matmul(zeta_k, W_rec, out=rec)
+            else:
+                xp.matmul(zeta_k, W_rec, out=xi_prev)  # xi_{k-1} = W_rec^T zeta_k
     # 4. parameter gradients, one product over all T*B rows each; per-example sums, batch mean
     zf = zeta.reshape(T * B, m)
     xs = (traj.x[1:] if traj.many_to_many else traj.x[T]).reshape(-1, m)

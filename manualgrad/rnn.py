@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from . import activations, backend, losses
+from . import activations, backend, gpu, losses
 from ._validate import axis_matches, float_array, params_mapping, step as _step
 
 __all__ = ["PARAM_NAMES", "init_params", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint",
@@ -183,11 +183,14 @@ def _forward(params, u, x0, activation, output, many_to_many):
         x[0] = x0
     z = (u.reshape(T * B, p) @ W_in.T).reshape(T, B, m)  # W_in u_t, all t at once
     z += b1
-    rec = xp.empty((B, m), dtype=u.dtype)  # W_rec x_{t-1}: one buffer for all steps
-    for t in range(T):
-        xp.matmul(x[t], W_rec.T, out=rec)
-        z[t] += rec
-        x[t + 1] = act.f(z[t])
+    if gpu.fuses(act):  # CuPy: the loop below as one product and one kernel per step
+        gpu.rnn_forward(W_rec, x, z, act.name)
+    else:
+        rec = xp.empty((B, m), dtype=u.dtype)  # W_rec x_{t-1}: one buffer for all steps
+        for t in range(T):
+            xp.matmul(x[t], W_rec.T, out=rec)
+            z[t] += rec
+            x[t + 1] = act.f(z[t])
     xs = x[1:] if many_to_many else x[T]
     o = xs @ W_out.T + b2
     return Trajectory(u, x, z, o, out.f(o), act, out, bool(many_to_many))
@@ -222,21 +225,26 @@ def _adjoint(params, traj, delta_out, delta=None):
     W_rec, W_out = params["W_rec"], params["W_out"]
     xp = backend.xp()
     T = traj.T
+    fused = gpu.fuses(traj.activation)
     # lam_z starts as sigma'(z_k) for all k at once; step k multiplies in lambda_k
-    lam_z = traj.activation.grad(traj.z, traj.x[1:])
+    lam_z = xp.empty_like(traj.z) if fused else traj.activation.grad(traj.z, traj.x[1:])
     lam = xp.empty_like(traj.z)
     if traj.many_to_many:
         lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
         rec = xp.empty_like(lam[0])  # W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]
     else:
         xp.matmul(delta_out, W_out, out=lam[T - 1])  # (7)
-    for k in range(T - 1, 0, -1):  # lam[k] is lambda_{k+1}
-        lam_z[k] *= lam[k]
-        if traj.many_to_many:
-            lam[k - 1] += xp.matmul(lam_z[k], W_rec, out=rec)  # (8) plus the step's output term
-        else:
-            xp.matmul(lam_z[k], W_rec, out=lam[k - 1])  # (8)
-    lam_z[0] *= lam[0]
+    if fused:  # CuPy: the loop below as one kernel and one product per step
+        gpu.rnn_adjoint(W_rec, traj.z, traj.x, lam, lam_z, traj.activation.name,
+                        traj.many_to_many)
+    else:
+        for k in range(T - 1, 0, -1):  # lam[k] is lambda_{k+1}
+            lam_z[k] *= lam[k]
+            if traj.many_to_many:
+                lam[k - 1] += xp.matmul(lam_z[k], W_rec, out=rec)  # (8) plus the step's output term
+            else:
+                xp.matmul(lam_z[k], W_rec, out=lam[k - 1])  # (8)
+        lam_z[0] *= lam[0]
     lam0 = lam_z[0] @ W_rec
     return Adjoint(lam=lam, lam0=lam0, lam_z=lam_z, delta=delta, delta_out=delta_out)
 

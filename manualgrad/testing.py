@@ -12,7 +12,8 @@ For users writing their own property-based derivative tests, and for manualgrad'
         rep = check.gradients(prob.loss, prob.params, grads, **prob.fd_options())
         assert rep.max_error < 1e-7, rep
 
-The profile ``"manualgrad"`` (no deadline, 60 examples) is registered
+The profiles ``"manualgrad"`` (no deadline, 60 examples), ``"manualgrad-thorough"`` (300) and
+``"manualgrad-gpu"`` (12, for a time-limited GPU session) are registered
 here; load it with ``hypothesis.settings.load_profile("manualgrad")``. Shapes are small, inputs
 are N(0, 1), weights N(0, s^2/fan_in) with s in [0.3, 1.5], so nothing overflows; relu
 problems are kept off their kinks (``assume_off_kinks``) and checked with the narrow
@@ -36,6 +37,9 @@ settings.register_profile(
 settings.register_profile(
     "manualgrad-thorough", deadline=None, max_examples=300, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(  # a GPU session: every example is launch-bound, the CPU run does the search
+    "manualgrad-gpu", deadline=None, max_examples=12, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 HEADS = (("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"), ("tanh", "mse"),
          ("sigmoid", "mse"), ("softmax", "mse"), ("softplus", "mse"), ("relu", "mse"))

@@ -1,5 +1,9 @@
 """One suite, any backend: ``python -m pytest --backend numpy|cupy|strict`` (or MANUALGRAD_BACKEND).
 
+On cupy the engine's fused kernels run in the mode MANUALGRAD_FUSED selects (default "auto";
+"steps", "persistent", or 0 for the NumPy path on CuPy arrays), so one GPU session can run the
+suite once per strategy.
+
 Every test runs on the selected backend in float64 (an autouse fixture switches to it and
 restores the switch afterwards); tests build their arrays through :mod:`manualgrad.backend` and
 compare results with :func:`manualgrad.backend.to_numpy` at the edges. ``strict`` is NumPy
@@ -23,7 +27,7 @@ from manualgrad import backend
 matplotlib.use("Agg")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "manualgrad"))
 
-_SELECTED = {"name": "numpy"}
+_SELECTED = {"name": "numpy", "fused": "auto"}
 
 
 def pytest_addoption(parser):
@@ -44,13 +48,14 @@ def pytest_configure(config):
         if not ok:
             raise pytest.UsageError("--backend cupy: " + why)
     _SELECTED["name"] = name
+    _SELECTED["fused"] = backend.fused_mode() or False  # MANUALGRAD_FUSED, read at import
     backend.set_backend(name, "float64")  # module-level test data is built on it too
     config.addinivalue_line(
         "markers", "only_backend(*names, reason): run only on these backends (skipped elsewhere)")
 
 
 def pytest_report_header(config):
-    return "manualgrad backend: %s (float64)" % _SELECTED["name"]
+    return "manualgrad backend: %s (float64, fused: %s)" % (_SELECTED["name"], _SELECTED["fused"])
 
 
 def pytest_collection_modifyitems(config, items):
@@ -71,5 +76,5 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _selected_backend_float64():
     """Every test starts on the selected backend in float64 and leaves the switch as it found it."""
-    with backend.use_backend(_SELECTED["name"], "float64", fused=True):
+    with backend.use_backend(_SELECTED["name"], "float64", fused=_SELECTED["fused"]):
         yield

@@ -51,7 +51,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import activations, backend, losses
+from .. import activations, backend, gpu, losses
 from .._validate import axis_matches, float_array, params_mapping, step as _step
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "init_params", "check_params", "check_momentum",
@@ -304,6 +304,9 @@ def _forward(params, u, state0, output, many_to_many, momentum=None):
     a += b
     gates = xp.empty_like(a)
     tc = xp.empty((T, B, m), dtype=dt)
+    if momentum is None and gpu.fuses():  # CuPy: the loop below as one product and one kernel
+        gpu.lstm_forward(W_hT, a, gates, h, c, tc)
+        return _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum)
     rec = xp.empty((B, 4 * m), dtype=dt)  # W_h h_{t-1}: one buffer for all steps
     ig = xp.empty((B, m), dtype=dt)
     m3 = 3 * m
@@ -320,6 +323,12 @@ def _forward(params, u, state0, output, many_to_many, momentum=None):
         c[t + 1] += xp.multiply(i, g, out=ig)  # c_t = f o c_{t-1} + i o g
         xp.tanh(c[t + 1], out=tc[t])
         xp.multiply(o, tc[t], out=h[t + 1])  # h_t = o o tanh(c_t)
+    return _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum)
+
+
+def _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum):
+    """The head o = W_out h_T + b2 (every h_k when many-to-many) and the :class:`Trajectory`."""
+    T = u.shape[0]
     hs = h[1:] if many_to_many else h[T]
     o_head = hs @ W_out.T + b2
     return Trajectory(u, h, c, a, gates, tc, o_head, out.f(o_head), out, bool(many_to_many), v,
@@ -335,6 +344,8 @@ def _adjoint(params, traj, delta_out, delta=None):
     W, W_out = params["W"], params["W_out"]
     xp = backend.xp()
     T, B, m = traj.tc.shape
+    if traj.momentum is None and gpu.fuses():  # CuPy: one kernel and one product per step
+        return _fused_adjoint(W, W_out, traj, delta_out, delta)
     m2, m3 = 2 * m, 3 * m
     G = traj.gates
     i, f, o, g = (G[..., j * m:(j + 1) * m] for j in range(4))
@@ -391,6 +402,26 @@ def _adjoint(params, traj, delta_out, delta=None):
     lam_c0 = f[0] * cbar[0]
     lam_v0 = None if mom is None else mom[0] * (lam_z[0] + lam_v[0])
     return Adjoint(lam, lam0, lam_c, lam_c0, cbar, lam_z, delta, delta_out, lam_v, lam_v0)
+
+
+def _fused_adjoint(W, W_out, traj, delta_out, delta):
+    """:func:`_adjoint` for the plain LSTM on CuPy: the same recursion, with each step's
+    element-wise work (cbar_k, zeta_k, lam_c_{k-1}) in one kernel (:func:`manualgrad.gpu.lstm_adjoint`)."""
+    xp = backend.xp()
+    T, B, m = traj.tc.shape
+    W_h = xp.ascontiguousarray(W[:, :m])  # (4m, m)
+    lam = xp.empty_like(traj.tc)
+    if traj.many_to_many:
+        lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o) o delta], every k at once
+    else:
+        xp.matmul(delta_out, W_out, out=lam[T - 1])
+    lam_c = xp.empty_like(lam)
+    lam_c[T - 1] = 0.0
+    cbar = xp.empty_like(lam)
+    lam_z = xp.empty_like(traj.gates)
+    gpu.lstm_adjoint(W_h, traj, lam, lam_c, cbar, lam_z, traj.many_to_many)
+    f0 = traj.gates[0, :, m:2 * m]
+    return Adjoint(lam, lam_z[0] @ W_h, lam_c, f0 * cbar[0], cbar, lam_z, delta, delta_out)
 
 
 def _gradients(traj, adj):
