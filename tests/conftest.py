@@ -50,8 +50,6 @@ def pytest_configure(config):
     _SELECTED["name"] = name
     _SELECTED["fused"] = backend.fused_mode() or False  # MANUALGRAD_FUSED, read at import
     backend.set_backend(name, "float64")  # module-level test data is built on it too
-    config.addinivalue_line(
-        "markers", "only_backend(*names, reason): run only on these backends (skipped elsewhere)")
 
 
 def pytest_report_header(config):
