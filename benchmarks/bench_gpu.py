@@ -210,7 +210,7 @@ def launch_costs(B, m, dtype, calls=2000):
     ap, Wp, op = a.data.ptr, W.data.ptr, out.data.ptr
     cases = {
         "cublas_gemm_raw": lambda: gemm(op, ap, Wp, 1.0),
-        "rawkernel_launch": lambda: act(grid, block, (op, op, n)),
+        "rawkernel_launch": lambda: act(grid, block, (ap, op, n)),
         "cupy_matmul_out": lambda: cp.matmul(a, W.T, out=out),
         "cupy_tanh_out": lambda: cp.tanh(a, out=out),
         "cupy_add_inplace": lambda: out.__iadd__(a),
