@@ -62,7 +62,8 @@ class History:
 
 def classification_error(yhat, y):
     """Fraction misclassified: argmax over classes (l > 1, y integer or one-hot), or yhat > 1/2 (l = 1)."""
-    xp = backend.array_module_of(yhat)
+    yhat, y = _on_backend(yhat), _on_backend(y)
+    xp = backend.xp()
     if yhat.shape[-1] == 1:
         pred = (yhat[..., 0] > 0.5)
         truth = (y.reshape(pred.shape) > 0.5)
@@ -70,6 +71,11 @@ def classification_error(yhat, y):
         pred = yhat.argmax(axis=-1)
         truth = y if y.ndim == pred.ndim else y.argmax(axis=-1)
     return float(xp.mean(pred != truth))
+
+
+def _on_backend(a):
+    """Array ``a`` on the active backend in its own dtype (no copy when it is there already)."""
+    return backend.asarray(a, dtype=a.dtype) if backend.is_array(a) else a
 
 
 def minibatches(n, batch_size, rng):
@@ -84,7 +90,9 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
 
     Shuffling uses ``default_rng(seed)`` on the host. Training stops early, with the reason in
     ``History.stopped`` and a message on stderr, if the loss or a gradient becomes NaN/Inf (the
-    offending step is not applied, so ``History.params`` stays finite).
+    offending step is not applied, so ``History.params`` stays finite). ``u``, ``y`` and the
+    arrays of ``params`` may be host arrays: they are moved to the active backend once, in their
+    own dtypes (``grad_fn`` gets backend batches and must return backend gradients).
 
     ``clip``: None, or a max global norm > 0; each minibatch gradient is passed through
     :func:`~manualgrad.optim.clip_by_global_norm` and each epoch row records ``clip_fired``, the
@@ -126,6 +134,10 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
         clip = float(clip)
     if checkpoint_path is not None:
         checkpoint_path = _file_path(checkpoint_path, "checkpoint_path", "fit")
+    # the data and the parameters go to the backend once (host arrays cannot be indexed with
+    # the device index of each batch, nor mixed into device steps)
+    u, y = _on_backend(u), _on_backend(y)
+    params = {k: _on_backend(v) for k, v in params.items()}
     n = u.shape[1]
     if y.shape[example_axis] != n:
         raise ValueError("y has %d examples on axis %d but u has %d (axis 1)"

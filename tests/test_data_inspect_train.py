@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from manualgrad import cli, data, inspect, rnn, train
+from manualgrad import backend, cli, data, inspect, rnn, train
 from manualgrad.optim.sgd import SGD, sgd_step
 
 
@@ -84,7 +84,7 @@ def test_cli_run_ltg_tiny_writes_results_and_plot(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "||lam_1||" in text and "epoch 2" in text
     rec = json.loads((out / "results.json").read_text())
-    assert len(rec["runs"]["adjoint"]["epochs"]) == 3 and rec["backend"] == "numpy"
+    assert len(rec["runs"]["adjoint"]["epochs"]) == 3 and rec["backend"] == backend.get_backend()
     assert len(rec["runs"]["coadjoint"]["epochs"]) == 3
     assert len(rec["runs"]["adjoint"]["adjoint_norms"]["0"]) == 10
     assert (out / "adjoint_norms.png").stat().st_size > 1000

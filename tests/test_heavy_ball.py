@@ -13,7 +13,8 @@ def _quadratic(n, seed):
     Q = rng.standard_normal((n, n))
     A = Q @ Q.T / n + 0.1 * np.eye(n)          # f(x) = x^T A x / 2 - b^T x, grad = A x - b
     b = rng.standard_normal(n)
-    return A, b, (lambda x: x @ A.T - b)
+    Ad, bd = backend.asarray(A), backend.asarray(b)    # grad acts on the iterates, on the backend
+    return A, b, (lambda x: x @ Ad.T - bd)
 
 
 @given(n=st.integers(1, 6), seed=st.integers(0, 2**16), s=st.floats(0.01, 0.5),
@@ -31,18 +32,18 @@ def test_x_form_and_p_form_give_the_same_iterates(n, seed, s, mu, steps):
 
 def test_first_step_is_gradient_descent_and_second_adds_momentum():
     A, b, grad = _quadratic(3, 0)
-    x0 = np.ones((1, 3))
+    x0 = backend.asarray(np.ones((1, 3)))
     s, mu = 0.1, 0.7
     xs = backend.to_numpy(hb.heavy_ball(grad, x0, s, mu, 2))
     x1 = x0 - s * grad(x0)
     x2 = x1 - s * grad(x1) + mu * (x1 - x0)
-    np.testing.assert_allclose(xs[1], x1, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(xs[2], x2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(xs[1], backend.to_numpy(x1), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(xs[2], backend.to_numpy(x2), rtol=0, atol=1e-15)
 
 
 def test_momentum_speeds_up_an_ill_conditioned_quadratic():
     """The reason for the method: with s = 1/L, mu = 0.9 beats mu = 0 after 100 steps."""
-    A = np.diag([1.0, 1e-2])
+    A = backend.asarray(np.diag([1.0, 1e-2]))
     grad = lambda x: x @ A.T  # noqa: E731
     x0 = np.ones((1, 2))
     plain = backend.to_numpy(hb.heavy_ball(grad, x0, 1.0, 0.0, 100))[-1]

@@ -11,8 +11,11 @@ The kernel must be the Python that runs pytest, with this checkout importable:
   a user-level install) cannot be picked up instead;
 - the repository root is prepended to ``PYTHONPATH`` for the kernel, so an uninstalled checkout
   works as well as a ``pip install``-ed one;
+- ``MANUALGRAD_BACKEND`` is set to the backend the tests run on (``--backend``), so the
+  notebooks run on numpy, strict or cupy like every other test;
 - a final cell, added to the in-memory copy only, checks that the kernel's ``sys.executable``
-  is pytest's and that ``manualgrad`` was imported from this checkout.
+  is pytest's, that ``manualgrad`` was imported from this checkout and that it runs on the
+  selected backend.
 
 Needs the test extra (nbformat, nbclient, ipykernel); skipped with a message otherwise.
 """
@@ -26,6 +29,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from manualgrad import backend
 
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = ROOT / "lectures"
@@ -95,15 +100,17 @@ def test_notebook_imports_not_redefines(path):
 
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory):
-    """Pin the ``python3`` kernel to this interpreter and make the checkout importable in it."""
+    """Pin the ``python3`` kernel to this interpreter, make the checkout importable in it and
+    select the tests' backend there."""
     spec_dir = tmp_path_factory.mktemp("jupyter") / "kernels" / KERNEL
     spec_dir.mkdir(parents=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (manualgrad tests)", "language": "python"}))
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH")}
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MANUALGRAD_BACKEND")}
     for key, first in (("JUPYTER_PATH", spec_dir.parent.parent), ("PYTHONPATH", ROOT)):
         os.environ[key] = os.pathsep.join([str(first)] + ([saved[key]] if saved[key] else []))
+    os.environ["MANUALGRAD_BACKEND"] = backend.get_backend()
     try:
         yield
     finally:
@@ -127,6 +134,7 @@ import os, sys, manualgrad
 here = os.path.realpath(os.path.dirname(manualgrad.__file__))
 assert os.path.realpath(sys.executable) == os.path.realpath(%r), sys.executable
 assert here == os.path.realpath(%r), "manualgrad imported from " + here
+assert manualgrad.backend.get_backend() == %r, manualgrad.backend.get_backend()
 """
 
 
@@ -138,7 +146,7 @@ def test_notebook_runs(path, kernel_env):
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(str(path), as_version=4)
-    check = _CHECK_CELL % (sys.executable, str(ROOT / "manualgrad"))
+    check = _CHECK_CELL % (sys.executable, str(ROOT / "manualgrad"), backend.get_backend())
     nb.cells.append(nbformat.v4.new_code_cell(check))  # in memory only; the file is untouched
     client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT,
                                      resources={"metadata": {"path": str(LECTURES)}})

@@ -166,14 +166,14 @@ def test_adjoints_of_a_scalar_head_are_proportional_to_the_residual():
     BCE, every lambda_k = (y - yhat) v_k with v_k independent of the label, so
     log ||lambda_k||^2 = 2 log|y - yhat| + log ||v_k||^2."""
     import numpy as np
-    from manualgrad import data, rnn
+    from manualgrad import backend, data, rnn
     u, _ = data.long_time_gap(n=6, T=7, seed=3)
     P = rnn.init_params(5, 4, 1, seed=2, bias_scale=0.5)
     s1 = rnn.sweep(P, u, np.ones((6, 1)))
     s0 = rnn.sweep(P, u, np.zeros((6, 1)))
-    yhat = np.asarray(s1.traj.yhat)[:, 0]
-    v1 = np.asarray(s1.adj.lam) / (1.0 - yhat)[None, :, None]
-    v0 = np.asarray(s0.adj.lam) / (0.0 - yhat)[None, :, None]
+    yhat = backend.to_numpy(s1.traj.yhat)[:, 0]
+    v1 = backend.to_numpy(s1.adj.lam) / (1.0 - yhat)[None, :, None]
+    v0 = backend.to_numpy(s0.adj.lam) / (0.0 - yhat)[None, :, None]
     np.testing.assert_allclose(v1, v0, rtol=1e-12, atol=1e-300)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from manualgrad import cli
+from manualgrad import backend, cli
 from manualgrad.experiments import ltg, record, report
 
 LTG_ARGV = ["run", "ltg", "--n", "120", "--n-test", "40", "--T", "8", "--hidden", "5",
@@ -197,7 +197,7 @@ def test_ltg_tiny_three_seeds_report_matches_the_records(tmp_path, capsys):
     assert set(g["runs"]) == {"adjoint", "coadjoint", "lstm"}
     recs = [record.load(tmp_path / "ltg" / str(s)) for s in (0, 1, 2)]
     for r in recs:
-        assert r["seed"] == r["settings"]["seed"] and r["backend"] == "numpy"
+        assert r["seed"] == r["settings"]["seed"] and r["backend"] == backend.get_backend()
         assert r["versions"]["manualgrad"] and r["figures"] == ["test_error.png",
                                                                 "adjoint_norms.png"]
         assert r["wall_time_s"] > 0 and r["summary"]["adjoint"]["test_error"] >= 0
