@@ -224,9 +224,13 @@ def test_gamma_gradient_is_minus_the_integral_of_a_m_dot_m():
        gamma=st.floats(0.0, 2.0))
 def test_continuous_adjoint_converges_to_the_discrete_one(n, H, seed, learn, gamma):
     """Relative gap (all gradients and dL/dz0) vs steps: rk4 ~16x per halving (tested: >= 8x
-    on the last halving, >= 64x over two), euler ~2x (tested: >= 1.6x per halving)."""
+    on the last halving, >= 64x over two), euler ~2x (tested: >= 1.6x per halving).
+
+    rk4 starts at 16 steps: at 8 (h = 1/8) a damping gamma near 2 can leave the gap outside the
+    asymptotic regime (hypothesis: n = H = 1, gamma = 2, seed 171 gave 4.9x, then 10.6x, then
+    13.7x per halving: 52x over the first two); from 16 steps, 300 random cases all passed."""
     P, h0, m0, y = problem(n, H, 2, seed, learn, l=2)
-    for solver, Ns in (("rk4", (8, 16, 32)), ("euler", (32, 64, 128))):
+    for solver, Ns in (("rk4", (16, 32, 64)), ("euler", (32, 64, 128))):
         gaps = []
         for N in Ns:
             kw = dict(solver=solver, steps=N, gamma=gamma, t1=1.0)
