@@ -44,9 +44,37 @@ class Activation:
     elementwise: bool = True
     _vjp: Optional[Callable] = None
     _vjp2: Optional[Callable] = None
+    _f_into: Optional[Callable] = None
+    _grad_into: Optional[Callable] = None
+    _grad2_into: Optional[Callable] = None
 
     def __call__(self, z):
         return self.f(z)
+
+    def f_into(self, z, out):
+        """sigma(z) written into ``out`` (the shape of z), bit for bit ``f(z)``; returns out.
+
+        The registry's activations compute in place without temporaries (what the sweeps
+        need to allocate nothing per step); any other Activation falls back to ``out[...] = f(z)``.
+        """
+        if self._f_into is not None:
+            return self._f_into(z, out)
+        out[...] = self.f(z)
+        return out
+
+    def grad_into(self, z, a, out):
+        """sigma'(z) written into ``out``, bit for bit ``grad(z, a)``; returns out."""
+        if self._grad_into is not None:
+            return self._grad_into(z, a, out)
+        out[...] = self.grad(z, a)
+        return out
+
+    def grad2_into(self, z, a, out):
+        """sigma''(z) written into ``out``, bit for bit ``grad2(z, a)``; returns out."""
+        if self._grad2_into is not None:
+            return self._grad2_into(z, a, out)
+        out[...] = self.grad2(z, a)
+        return out
 
     def vjp(self, z, a, v):
         """J(z)^T v; shapes of z, a, v agree ((..., n))."""
@@ -171,12 +199,106 @@ def _softmax_vjp2(z, a, v, w):
             - s * (ds * v).sum(axis=-1, keepdims=True))
 
 
+# --- the same formulas written into a given array (same operations, same order: bit for bit)
+def _tanh_into(z, out):
+    return _xp().tanh(z, out=out)
+
+
+def _tanh_grad_into(z, a, out):
+    xp = _xp()
+    if a is None:
+        a = xp.tanh(z, out=out)
+    xp.multiply(a, a, out=out)
+    return xp.subtract(1.0, out, out=out)  # 1 - a^2
+
+
+def _tanh_grad2_into(z, a, out):
+    a = _tanh(z) if a is None else a
+    _tanh_grad_into(z, a, out)
+    out *= a
+    out *= -2.0  # -2 a (1 - a^2)
+    return out
+
+
+def _sigmoid_into(z, out):
+    xp = _xp()
+    xp.multiply(z, 0.5, out=out)
+    xp.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5  # (1 + tanh(z/2)) / 2
+    return out
+
+
+def _sigmoid_grad_into(z, a, out):
+    a = _sigmoid(z) if a is None else a
+    xp = _xp()
+    xp.subtract(1.0, a, out=out)
+    return xp.multiply(a, out, out=out)  # a (1 - a)
+
+
+def _sigmoid_grad2_into(z, a, out):
+    a = _sigmoid(z) if a is None else a
+    _sigmoid_grad_into(z, a, out)
+    out *= 1.0 - 2.0 * a  # a (1 - a) (1 - 2a)
+    return out
+
+
+def _identity_into(z, out):
+    out[...] = z
+    return out
+
+
+def _ones_into(z, a, out):
+    out.fill(1.0)
+    return out
+
+
+def _zeros_into(z, a, out):
+    out.fill(0.0)
+    return out
+
+
+def _relu_into(z, out):
+    return _xp().maximum(z, 0.0, out=out)
+
+
+def _relu_grad_into(z, a, out):
+    out[...] = z > 0
+    return out
+
+
+def _softplus_into(z, out):
+    xp = _xp()
+    xp.abs(z, out=out)
+    xp.negative(out, out=out)
+    xp.exp(out, out=out)
+    xp.log1p(out, out=out)
+    out += xp.maximum(z, 0.0)  # max(z, 0) + log1p(e^-|z|)
+    return out
+
+
+def _softplus_grad_into(z, a, out):
+    return _sigmoid_into(z, out)
+
+
+def _softplus_grad2_into(z, a, out):
+    s = _sigmoid(z)
+    return _sigmoid_grad_into(z, s, out)  # s (1 - s)
+
+
 HIDDEN = {
-    "tanh": Activation("tanh", _tanh, _tanh_grad, _tanh_grad2),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_grad, _sigmoid_grad2),
-    "identity": Activation("identity", _identity, _ones, _zeros),
-    "relu": Activation("relu", _relu, _relu_grad, _zeros),
-    "softplus": Activation("softplus", _softplus, _softplus_grad, _softplus_grad2),
+    "tanh": Activation("tanh", _tanh, _tanh_grad, _tanh_grad2, _f_into=_tanh_into,
+                       _grad_into=_tanh_grad_into, _grad2_into=_tanh_grad2_into),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_grad, _sigmoid_grad2,
+                          _f_into=_sigmoid_into, _grad_into=_sigmoid_grad_into,
+                          _grad2_into=_sigmoid_grad2_into),
+    "identity": Activation("identity", _identity, _ones, _zeros, _f_into=_identity_into,
+                           _grad_into=_ones_into, _grad2_into=_zeros_into),
+    "relu": Activation("relu", _relu, _relu_grad, _zeros, _f_into=_relu_into,
+                       _grad_into=_relu_grad_into, _grad2_into=_zeros_into),
+    "softplus": Activation("softplus", _softplus, _softplus_grad, _softplus_grad2,
+                           _f_into=_softplus_into, _grad_into=_softplus_grad_into,
+                           _grad2_into=_softplus_grad2_into),
 }
 """Activations allowed in the recurrence (elementwise)."""
 

@@ -30,8 +30,10 @@ edges (plots, files, printing); the engine never converts.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -39,7 +41,8 @@ __all__ = [
     "BACKENDS", "DTYPES", "set_backend", "get_backend", "use_backend", "xp", "np",
     "set_dtype", "get_dtype", "asarray", "to_numpy", "host_rng", "randn", "uniform",
     "cupy_available", "is_array", "array_module_of", "errstate", "fused", "set_fused",
-    "fused_mode", "FUSED_MODES", "cublas",
+    "fused_mode", "FUSED_MODES", "cublas", "Workspace", "workspace", "set_workspace",
+    "use_workspace", "clear_workspace", "resolve_workspace", "workspace_scope", "empty",
 ]
 
 BACKENDS = ("numpy", "cupy", "strict")
@@ -257,6 +260,162 @@ def uniform(shape, low=0.0, high=1.0, seed=None, rng=None, dtype=None):
     return asarray(g.uniform(low, high, size=shape), dtype)
 
 
+# ============================================================================ workspace
+class Workspace:
+    """Buffers that repeated calls with the same shapes reuse, so a training loop allocates
+    nothing after its first step.
+
+    ``ws.empty(name, shape, dtype)`` returns an uninitialised array of the active backend; a
+    later call with the same name, shape, dtype and backend returns the same array again. The
+    engine's ``loss_and_grad`` functions take ``workspace=`` (a Workspace, True for the calling
+    thread's default, False for fresh arrays) and keep their trajectories, adjoints and
+    temporaries in it::
+
+        ws = backend.Workspace()
+        for ub, yb in batches:
+            F, grads = rnn.loss_and_grad(params, ub, yb, workspace=ws)   # allocates once
+
+    **The rule: a workspace holds only what stays inside a call.** Everything a function returns
+    (F, the gradients, the objects of ``sweep()``) is the caller's own array, never a workspace
+    buffer, so a later call cannot change a result the caller still holds. Functions that
+    return their trajectories and adjoints (``sweep``, ``hvp_sweep``) do not take a workspace.
+
+    Bounds: each name keeps buffers for at most ``per_name`` shapes (least recently used evicted
+    first), so a loop over changing shapes (the last, shorter minibatch; sequences of several
+    lengths) does not grow without bound. ``clear()`` releases every buffer (on CuPy they return
+    to CuPy's memory pool; ``cupy.get_default_memory_pool().free_all_blocks()`` hands them back
+    to the device). One workspace serves one thread at a time; the default one is per thread.
+    """
+
+    def __init__(self, per_name=4):
+        if isinstance(per_name, bool) or not isinstance(per_name, int) or per_name < 1:
+            raise ValueError("Workspace: per_name must be an integer >= 1, got %r" % (per_name,))
+        self.per_name = per_name
+        self._buffers = collections.OrderedDict()  # key -> array, least recently used first
+        self.hits = 0
+        self.misses = 0
+        self._busy = False  # a call is using it (see workspace_scope)
+
+    def empty(self, name, shape, dtype=None):
+        """An uninitialised array ``shape`` of ``dtype`` (default: the active dtype) on the active
+        backend, the same one every time for this name, shape, dtype and backend."""
+        dt = get_dtype() if dtype is None else np.dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        key = (name, shape, dt.str, _state["name"])
+        buf = self._buffers.pop(key, None)
+        if buf is None:
+            self.misses += 1
+            buf = _state["xp"].empty(shape, dtype=dt)
+            same = [k for k in self._buffers if k[0] == name]
+            for k in same[:max(0, len(same) + 1 - self.per_name)]:
+                del self._buffers[k]
+        else:
+            self.hits += 1
+        self._buffers[key] = buf
+        return buf
+
+    def zeros(self, name, shape, dtype=None):
+        """:meth:`empty`, filled with zeros."""
+        buf = self.empty(name, shape, dtype)
+        buf.fill(0)
+        return buf
+
+    def clear(self):
+        """Release every buffer (and reset the counters)."""
+        self._buffers.clear()
+        self.hits = self.misses = 0
+
+    @property
+    def nbytes(self):
+        """Bytes held in buffers."""
+        return sum(int(b.nbytes) for b in self._buffers.values())
+
+    def __len__(self):
+        return len(self._buffers)
+
+    def __repr__(self):
+        return ("Workspace(%d buffers, %.1f MiB, %d hits, %d misses)"
+                % (len(self), self.nbytes / 2 ** 20, self.hits, self.misses))
+
+
+_local = threading.local()
+
+
+def workspace():
+    """The calling thread's default :class:`Workspace` (created on first use), or None when the
+    default is disabled (``set_workspace(False)`` or ``MANUALGRAD_WORKSPACE=0``)."""
+    if not hasattr(_local, "current"):
+        _local.current = Workspace() if _state.get("workspace_default", True) else None
+    return _local.current
+
+
+def set_workspace(ws):
+    """Make ``ws`` the calling thread's default workspace: a :class:`Workspace`, True (a new
+    one) or False/None (no default: ``workspace=True`` then allocates fresh arrays)."""
+    if ws is True:
+        ws = Workspace()
+    elif ws is False:
+        ws = None
+    elif ws is not None and not isinstance(ws, Workspace):
+        raise TypeError("set_workspace: expected a Workspace, True, False or None, got %r" % (ws,))
+    _local.current = ws
+
+
+@contextlib.contextmanager
+def use_workspace(ws):
+    """Context manager: ``ws`` (see :func:`set_workspace`) is the thread's default inside the block."""
+    saved = workspace()
+    set_workspace(ws)
+    try:
+        yield workspace()
+    finally:
+        _local.current = saved
+
+
+def clear_workspace():
+    """Release the buffers of the calling thread's default workspace."""
+    ws = workspace()
+    if ws is not None:
+        ws.clear()
+
+
+def resolve_workspace(workspace_arg):
+    """What an engine function's ``workspace=`` argument means: a Workspace, or None (fresh
+    arrays). True: the thread's default; False or None: none; a Workspace: itself."""
+    if workspace_arg is True:
+        return workspace()
+    if workspace_arg is False or workspace_arg is None:
+        return None
+    if isinstance(workspace_arg, Workspace):
+        return workspace_arg
+    raise TypeError("workspace must be a backend.Workspace, True (the thread's default) or False "
+                    "(fresh arrays), got %r" % (workspace_arg,))
+
+
+@contextlib.contextmanager
+def workspace_scope(workspace_arg):
+    """The workspace one engine call uses: :func:`resolve_workspace` of its ``workspace=``
+    argument, or None (fresh arrays) when that workspace is already in use further up this
+    thread's stack (a penalty or callback calling the engine again), so that a nested call
+    cannot overwrite the outer call's buffers."""
+    ws = resolve_workspace(workspace_arg)
+    if ws is None or ws._busy:
+        yield None
+        return
+    ws._busy = True
+    try:
+        yield ws
+    finally:
+        ws._busy = False
+
+
+def empty(shape, dtype=None, ws=None, name=None):
+    """An uninitialised array: from workspace ``ws`` under ``name``, or a fresh one when ws is None."""
+    if ws is None:
+        return _state["xp"].empty(shape, dtype=get_dtype() if dtype is None else dtype)
+    return ws.empty(name, shape, dtype)
+
+
 def _from_environment():
     name = os.environ.get("MANUALGRAD_BACKEND")
     if name:
@@ -271,6 +430,11 @@ def _from_environment():
             raise ValueError("MANUALGRAD_FUSED must be 0, 1, %s; got %r"
                              % (", ".join(FUSED_MODES), flag))
         set_fused(value)
+    flag = os.environ.get("MANUALGRAD_WORKSPACE")
+    if flag:
+        if flag not in ("0", "1"):
+            raise ValueError("MANUALGRAD_WORKSPACE must be 0 or 1, got %r" % flag)
+        _state["workspace_default"] = flag == "1"
 
 
 _from_environment()

@@ -159,8 +159,12 @@ def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_man
     return _forward(check_params(params), u, x0, activation, output, many_to_many)
 
 
-def _forward(params, u, x0, activation, output, many_to_many):
-    """:func:`forward` with ``params`` already validated (inputs are still checked)."""
+def _forward(params, u, x0, activation, output, many_to_many, ws=None):
+    """:func:`forward` with ``params`` already validated (inputs are still checked).
+
+    ``ws``: a :class:`~manualgrad.backend.Workspace` for x, z and the step buffer, or None
+    (fresh arrays, what :func:`forward` and :func:`sweep` return).
+    """
     act = activations.get(activation, "hidden")
     out = activations.get(output, "output", argname="output")
     W_rec, W_in, b1, W_out, b2 = (params[n] for n in PARAM_NAMES)
@@ -172,7 +176,7 @@ def _forward(params, u, x0, activation, output, many_to_many):
                          % (tuple(u.shape),))
     axis_matches("u", u, 2, "p, input size", p, "W_in has %d columns")
     xp = backend.xp()
-    x = xp.empty((T + 1, B, m), dtype=u.dtype)
+    x = backend.empty((T + 1, B, m), u.dtype, ws, "rnn.x")
     if x0 is None:
         x[0] = 0.0
     else:
@@ -181,16 +185,17 @@ def _forward(params, u, x0, activation, output, many_to_many):
             raise ValueError("x0 must have shape (B, m) = (%d, %d) or (m,) = (%d,), got %s"
                              % (B, m, m, tuple(x0.shape)))
         x[0] = x0
-    z = (u.reshape(T * B, p) @ W_in.T).reshape(T, B, m)  # W_in u_t, all t at once
+    z = backend.empty((T, B, m), u.dtype, ws, "rnn.z")
+    xp.matmul(u.reshape(T * B, p), W_in.T, out=z.reshape(T * B, m))  # W_in u_t, all t at once
     z += b1
     if gpu.fuses(act):  # CuPy: the loop below as one product and one kernel per step
         gpu.rnn_forward(W_rec, x, z, act.name)
     else:
-        rec = xp.empty((B, m), dtype=u.dtype)  # W_rec x_{t-1}: one buffer for all steps
+        rec = backend.empty((B, m), u.dtype, ws, "rnn.rec")  # W_rec x_{t-1}, one buffer
         for t in range(T):
             xp.matmul(x[t], W_rec.T, out=rec)
             z[t] += rec
-            x[t + 1] = act.f(z[t])
+            act.f_into(z[t], x[t + 1])  # x_t = sigma(z_t)
     xs = x[1:] if many_to_many else x[T]
     o = xs @ W_out.T + b2
     return Trajectory(u, x, z, o, out.f(o), act, out, bool(many_to_many))
@@ -220,18 +225,22 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     return _adjoint(params, traj, delta_out, delta)
 
 
-def _adjoint(params, traj, delta_out, delta=None):
-    """The sweep of JP eqs. (7)-(8) on validated arrays (see :func:`adjoint`)."""
+def _adjoint(params, traj, delta_out, delta=None, ws=None):
+    """The sweep of JP eqs. (7)-(8) on validated arrays (see :func:`adjoint`); ``ws`` as in
+    :func:`_forward` (lam, lam_z and the step buffer)."""
     W_rec, W_out = params["W_rec"], params["W_out"]
     xp = backend.xp()
-    T = traj.T
+    T, B, m = traj.z.shape
+    dt = traj.z.dtype
     fused = gpu.fuses(traj.activation)
     # lam_z starts as sigma'(z_k) for all k at once; step k multiplies in lambda_k
-    lam_z = xp.empty_like(traj.z) if fused else traj.activation.grad(traj.z, traj.x[1:])
-    lam = xp.empty_like(traj.z)
-    if traj.many_to_many:
-        lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
-        rec = xp.empty_like(lam[0])  # W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]
+    lam_z = backend.empty((T, B, m), dt, ws, "rnn.lam_z")
+    if not fused:
+        traj.activation.grad_into(traj.z, traj.x[1:], lam_z)
+    lam = backend.empty((T, B, m), dt, ws, "rnn.lam")
+    if traj.many_to_many:  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
+        xp.matmul(delta_out.reshape(T * B, -1), W_out, out=lam.reshape(T * B, m))
+        rec = backend.empty((B, m), dt, ws, "rnn.rec")  # W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]
     else:
         xp.matmul(delta_out, W_out, out=lam[T - 1])  # (7)
     if fused:  # CuPy: the loop below as one kernel and one product per step
@@ -308,11 +317,16 @@ class Sweep:
 
 
 def loss(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
-         many_to_many=False):
-    """F = batch mean of F_b (forward only; the function that finite differences check)."""
-    traj = forward(params, u, x0, activation, output, many_to_many)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+         many_to_many=False, workspace=True):
+    """F = batch mean of F_b (forward only; the function that finite differences check).
+
+    ``workspace`` as in :func:`loss_and_grad` (the trajectory lives there; F is fresh).
+    """
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        traj = _forward(params, u, x0, activation, output, many_to_many, ws)
+        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
+        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
@@ -320,29 +334,42 @@ def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce"
     """Forward (JP 5), loss, adjoint (JP 6-8) and gradients (JP 9-13) in one call; a :class:`Sweep`.
 
     ``y``: targets, shape (B, l) (or (B,) when l = 1, or integer labels (B,) for
-    cross_entropy); many-to-many: (T, B, l) or (T, B).
+    cross_entropy); many-to-many: (T, B, l) or (T, B). Every array of the Sweep is the caller's
+    own (no workspace).
     """
     params = check_params(params)  # validated once; the sweeps below trust their inputs
-    traj = _forward(params, u, x0, activation, output, many_to_many)
+    return _sweep(params, u, y, x0, activation, output, loss, many_to_many)
+
+
+def _sweep(params, u, y, x0, activation, output, loss, many_to_many, ws=None):
+    """:func:`sweep` on validated ``params``; trajectory and adjoints in workspace ``ws`` (if
+    any), the loss and the gradients always fresh."""
+    traj = _forward(params, u, x0, activation, output, many_to_many, ws)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
-    adj = _adjoint(params, traj, delta_out, delta)
+    adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = _gradients(traj, adj)
     return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head, params)
 
 
 def loss_and_grad(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
-                  many_to_many=False):
+                  many_to_many=False, workspace=True):
     """``(F, grads)``: the batch-mean loss and its exact gradient (JP eqs. 5-13).
 
     ``grads`` is a dict with the keys of ``params``. For the adjoints themselves use
     :func:`sweep`. Defaults follow the LTG task: tanh hidden units, sigmoid output, BCE.
+    ``workspace``: where the trajectory, the adjoints and the temporaries live between calls
+    (:class:`~manualgrad.backend.Workspace`; True: the calling thread's default, False: fresh
+    arrays). F and grads are always the caller's own arrays; results are bit for bit the same
+    either way.
     """
-    s = sweep(params, u, y, x0, activation, output, loss, many_to_many)
-    return s.F, s.grads
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        s = _sweep(params, u, y, x0, activation, output, loss, many_to_many, ws)
+        return s.F, s.grads
 
 
 # =============================================================================================
