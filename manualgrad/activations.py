@@ -263,8 +263,7 @@ def _relu_into(z, out):
 
 
 def _relu_grad_into(z, a, out):
-    out[...] = z > 0
-    return out
+    return _xp().greater(z, 0, out=out)  # 1.0 where z > 0, else 0.0
 
 
 def _softplus_into(z, out):

@@ -98,21 +98,23 @@ def _warn_floor(mask, what):
                       stacklevel=4)
 
 
-def _neg_log_sq(v, floor):
-    """-log(max(||v||^2, floor)) and its gradient -2 v / ||v||^2, per row; 0 where the floor is active."""
+def _neg_log_sq(v, floor, out=None):
+    """-log(max(||v||^2, floor)) and its gradient -2 v / ||v||^2, per row; 0 where the floor is
+    active. The gradient is written into ``out`` (the shape of v) when given."""
     xp = backend.xp()
     n = _norms(v)
     n2 = n * n
     low = n2 <= floor
     val = -xp.log(xp.where(low, floor, n2))
-    grad = v * xp.where(low, 0.0, -2.0 / xp.where(low, 1.0, n2))[..., None]
+    grad = xp.multiply(v, xp.where(low, 0.0, -2.0 / xp.where(low, 1.0, n2))[..., None], out=out)
     return val, grad, low
 
 
-def _variance(lam_list_norms, lam_list, weights=None):
+def _variance(lam_list_norms, lam_list, weights=None, out=None):
     """Variance of adjoint norms (JP eq. 22) and its gradient in each lambda.
 
-    ``lam_list``: (K, B, m); ``weights``: (K,) summing to 1 (None: 1/K each).
+    ``lam_list``: (K, B, m); ``weights``: (K,) summing to 1 (None: 1/K each). The gradient is
+    written into ``out`` ((K, B, m)) when given.
     Var = sum_k w_k n_k^2 - (sum_k w_k n_k)^2;  dVar/dlambda_k = 2 w_k (1 - (sum_j w_j n_j) / n_k) lambda_k,
     0 where lambda_k = 0 (the subgradient of the norm at 0 that adds nothing).
     """
@@ -125,30 +127,33 @@ def _variance(lam_list_norms, lam_list, weights=None):
     with backend.errstate(divide="ignore", over="ignore", invalid="ignore"):
         c = 2.0 * w[:, None] * (1.0 - mean / xp.where(n > 0, n, 1.0))  # (K, B)
     if bool(xp.isfinite(c).all()):
-        return val, c[..., None] * lam_list
+        return val, xp.multiply(c[..., None], lam_list, out=out)
     # some n_k so far below the mean that mean / n_k overflows (subnormal adjoints): through
     # unit vectors, 2 w_k lambda_k - 2 w_k mean lambda_k / n_k
     grad = 2.0 * w[:, None, None] * lam_list \
         - 2.0 * (w[:, None] * mean[None, :])[..., None] * _unit(lam_list, n)
+    if out is not None:
+        out[...] = grad
+        grad = out
     return val, grad
 
 
-def _g20(lam, lam0, log_floor=DEFAULT_LOG_FLOOR):
+def _g20(lam, lam0, log_floor=DEFAULT_LOG_FLOOR, out=None):
     """JP eq. (20): G = -sum_k log ||lambda_k||^2; gradient (eq. 21, corrected) -2 lambda_k / ||lambda_k||^2."""
-    val, grad, low = _neg_log_sq(lam, log_floor)
+    val, grad, low = _neg_log_sq(lam, log_floor, out)
     _warn_floor(low, "G20")
     return val.sum(axis=0), grad, None
 
 
-def _g22(lam, lam0):
+def _g22(lam, lam0, out=None):
     """JP eq. (22): (1/T) sum_k ||lambda_k||^2 - ((1/T) sum_k ||lambda_k||)^2."""
-    val, grad = _variance(_norms(lam), lam)
+    val, grad = _variance(_norms(lam), lam, out=out)
     return val, grad, None
 
 
-def _g23(lam, lam0, log_floor=DEFAULT_LOG_FLOOR):
+def _g23(lam, lam0, log_floor=DEFAULT_LOG_FLOOR, out=None):
     """JP eq. (23): the variance of eq. (22) minus log ||lambda_T||^2."""
-    val, grad = _variance(_norms(lam), lam)
+    val, grad = _variance(_norms(lam), lam, out=out)
     lv, lg, low = _neg_log_sq(lam[-1], log_floor)
     _warn_floor(low, "G23")
     grad[-1] += lg
@@ -164,10 +169,10 @@ def _geometric_weights(T, rho):
 
 
 def _make_g23w(rho=0.9, log_floor=DEFAULT_LOG_FLOOR):
-    def g23w(lam, lam0):
+    def g23w(lam, lam0, out=None):
         """JP-23w: variance with weights rho^(T-k) (output steps first) minus log ||lambda_T||^2."""
         w = _geometric_weights(lam.shape[0], rho)
-        val, grad = _variance(_norms(lam), lam, w)
+        val, grad = _variance(_norms(lam), lam, w, out)
         lv, lg, low = _neg_log_sq(lam[-1], log_floor)
         _warn_floor(low, "G23w")
         grad[-1] += lg
@@ -217,23 +222,29 @@ class Penalty:
 
     ``fn(lam, lam0) -> (G_b, dG_b/dlam, dG_b/dlam0 or None)`` with lam (T, B, m), lam0 (B, m),
     G_b (B,). ``uses_lam0``: whether G involves the adjoint of the initial state.
+    ``writes_out``: ``fn`` also takes ``out=`` (T, B, m) and writes dG_b/dlam there (the
+    built-in penalties but ``released``), so the coadjoint sweep in a workspace allocates nothing.
     """
 
     name: str
     fn: Callable
     uses_lam0: bool = False
     doc: str = ""
+    writes_out: bool = False
 
     def __call__(self, lam, lam0):
         return self.fn(lam, lam0)
 
 
 PENALTIES = {
-    "G20": Penalty("G20", _g20, doc="-sum_k log ||lambda_k||^2 (JP eq. 20), floored"),
-    "G22": Penalty("G22", _g22, doc="variance of ||lambda_1||..||lambda_T|| (JP eq. 22)"),
-    "G23": Penalty("G23", _g23, doc="variance - log ||lambda_T||^2 (JP eq. 23)"),
+    "G20": Penalty("G20", _g20, doc="-sum_k log ||lambda_k||^2 (JP eq. 20), floored",
+                   writes_out=True),
+    "G22": Penalty("G22", _g22, doc="variance of ||lambda_1||..||lambda_T|| (JP eq. 22)",
+                   writes_out=True),
+    "G23": Penalty("G23", _g23, doc="variance - log ||lambda_T||^2 (JP eq. 23)",
+                   writes_out=True),
     "G23w": Penalty("G23w", _make_g23w(), doc="weighted variance (weights 0.9^(T-k)) "
-                    "- log ||lambda_T||^2 (JP-23w)"),
+                    "- log ||lambda_T||^2 (JP-23w)", writes_out=True),
     "released": Penalty("released", _released, uses_lam0=True,
                         doc="1e-2 [Var(||lambda_0||..||lambda_T||) + sum_c phi(lambda_T[c])] "
                             "(the authors' released code)"),
@@ -261,11 +272,15 @@ def get_penalty(G):
                     % (", ".join(PENALTIES), G))
 
 
-def _evaluate_penalty(pen, lam, lam0):
-    """Call G and check what it returns: shapes and finiteness, with clear errors."""
+def _evaluate_penalty(pen, lam, lam0, ws=None):
+    """Call G and check what it returns: shapes and finiteness, with clear errors. With a
+    workspace ``ws``, a penalty that ``writes_out`` writes dG/dlam into one of its buffers."""
     xp = backend.xp()
     T, B, m = lam.shape
-    out = pen(lam, lam0)
+    if ws is not None and pen.writes_out:
+        out = pen.fn(lam, lam0, out=backend.empty((T, B, m), lam.dtype, ws, "coadjoint.mu"))
+    else:
+        out = pen(lam, lam0)
     if not isinstance(out, tuple) or len(out) != 3:
         raise TypeError("penalty %r must return (G_b, dG/dlam, dG/dlam0 or None), got %r"
                         % (pen.name, type(out).__name__))
@@ -353,20 +368,27 @@ def sweep(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh", output="
     """Forward, adjoint, coadjoint (forward) and second adjoint (backward) sweeps: a :class:`Coadjoint`.
 
     Implements the exact gradient of J = F + alpha G (JP eq. 14; the corrected eqs. 15-19) for
-    every hidden activation, head and loss of the engine.
+    every hidden activation, head and loss of the engine. Every array of the result is the
+    caller's own (no workspace).
     """
+    return _sweep(params, u, y, G, alpha, x0, activation, output, loss, many_to_many)
+
+
+def _sweep(params, u, y, G, alpha, x0, activation, output, loss, many_to_many, ws=None):
+    """:func:`sweep`, with the sweeps' arrays in workspace ``ws`` when given (then only J's
+    parts and the gradients are fresh; the rest of the returned object are its buffers)."""
     alpha = _check_alpha(alpha)
     pen = get_penalty(G)
-    s = rnn.sweep(params, u, y, x0, activation, output, loss, many_to_many)
+    P = rnn.check_params(params)  # validated once
+    s = rnn._sweep(P, u, y, x0, activation, output, loss, many_to_many, ws)
     traj, adj = s.traj, s.adj
     T, B, m = traj.z.shape
     if T < 2:
         raise ValueError("the adjoint penalties compare adjoints across steps; they need T >= 2 "
                          "steps, got T = %d" % T)
     _check_underflow(adj.lam, adj.lam.dtype)
-    P = s.params  # validated once, by rnn.sweep
-    G_b, mu, mu0 = _evaluate_penalty(pen, adj.lam, adj.lam0)
-    grads_G, gamma, xi, zeta, q = _coadjoint_gradients(P, traj, adj, s.head, s.y, mu, mu0)
+    G_b, mu, mu0 = _evaluate_penalty(pen, adj.lam, adj.lam0, ws)
+    grads_G, gamma, xi, zeta, q = _coadjoint_gradients(P, traj, adj, s.head, s.y, mu, mu0, ws)
     grads = {k: s.grads[k] + alpha * grads_G[k] for k in s.grads}
     xp = backend.xp()
     bad = [k for k, v in grads.items() if not bool(xp.isfinite(v).all())]
@@ -380,24 +402,26 @@ def sweep(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh", output="
                      xi, zeta, q, mu, mu0)
 
 
-def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
+def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0, ws=None):
     """The coadjoint sweeps (steps 1-4 of the module docstring); returns (dG/dtheta, gamma, xi, zeta, q).
 
     Every per-step product and Hadamard product writes into a preallocated row (``out=``), so
     the loops allocate nothing; the whole-trajectory arrays are s, sigma'' o lambda, gamma,
-    W_rec gamma (which becomes r, then zeta, in place) and xi.
+    W_rec gamma (which becomes r, then zeta, in place) and xi, from workspace ``ws`` if given.
     """
     xp = backend.xp()
     W_rec, W_out = P["W_rec"], P["W_out"]
     T, B, m = traj.z.shape
     p, l = traj.u.shape[2], traj.o.shape[-1]
     act = traj.activation
-    s = act.grad(traj.z, traj.x[1:])  # sigma'(z_k), (T, B, m)
+    dt = traj.z.dtype
+    s = act.grad_into(traj.z, traj.x[1:], backend.empty((T, B, m), dt, ws, "coadjoint.s"))
     # sigma''(z_k) o lambda_k for step 2, computed first: fewer (T, B, m) arrays alive at once
-    d2lam = xp.multiply(act.grad2(traj.z, traj.x[1:]), adj.lam)
+    d2lam = act.grad2_into(traj.z, traj.x[1:], backend.empty((T, B, m), dt, ws, "coadjoint.d2lam"))
+    d2lam *= adj.lam
     # 1. coadjoint of lambda, forward in time: gamma_k = mu_k + s_k o (W_rec gamma_{k-1})
-    gamma = xp.empty((T + 1, B, m), dtype=traj.z.dtype)
-    Wgam = xp.empty_like(traj.z)  # W_rec gamma_{k-1}, row k-1
+    gamma = backend.empty((T + 1, B, m), dt, ws, "coadjoint.gamma")
+    Wgam = backend.empty((T, B, m), dt, ws, "coadjoint.Wgam")  # W_rec gamma_{k-1}, row k-1
     gamma[0] = 0.0 if mu0 is None else mu0
     fused = gpu.fuses()
     if fused:  # CuPy: the loop below as one product and one kernel per step
@@ -418,9 +442,9 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
     else:
         q = -head.hvp(traj.o, traj.yhat, Y, gamma[T] @ W_out.T)  # (B, l)
     # 3. coadjoint of x, backward: zeta_k = r_k + s_k o xi_k, xi_{k-1} = W_rec^T zeta_k (+ W_out^T q_{k-1})
-    xi = xp.empty((T + 1, B, m), dtype=traj.z.dtype)
+    xi = backend.empty((T + 1, B, m), dt, ws, "coadjoint.xi")
     if traj.many_to_many:
-        xi[1:] = q @ W_out
+        xp.matmul(q, W_out, out=xi[1:])  # as q @ W_out, bit for bit
         xi[0] = 0.0
     else:
         xp.matmul(q, W_out, out=xi[T])
@@ -429,7 +453,7 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
     if fused:  # CuPy: the loop below as one kernel and one product per step
         gpu.coadjoint_xi(W_rec, zeta, s, xi, many_to_many)
     else:
-        rec = xp.empty((B, m), dtype=traj.z.dtype)
+        rec = backend.empty((B, m), dt, ws, "coadjoint.rec")
         steps = zip(zeta[::-1], s[::-1], xi[1:][::-1], xi[:-1][::-1])  # k = T, T-1, .., 1
         for zeta_k, s_k, xi_k, xi_prev in steps:
             zeta_k += xp.multiply(s_k, xi_k, out=rec)  # zeta_k = r_k + s_k o xi_k
@@ -454,32 +478,38 @@ def _coadjoint_gradients(P, traj, adj, head, Y, mu, mu0):
 
 
 def loss_and_grad(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh",
-                  output="sigmoid", loss="bce", many_to_many=False):
+                  output="sigmoid", loss="bce", many_to_many=False, workspace=True):
     """``(F, G_value, grads)``: batch means of F and G, and the exact gradient of F + alpha G.
 
     JP eqs. (14)-(19), with G one of :data:`PENALTIES` (``"G20"``, ``"G22"``, ``"G23"``,
     ``"G23w"``, ``"released"``) or a callable ``G(lam, lam0) -> (G_b, dG_b/dlam, dG_b/dlam0 or
-    None)``. For the adjoints and coadjoints use :func:`sweep`.
+    None)``. For the adjoints and coadjoints use :func:`sweep`. ``workspace``: where the sweeps'
+    arrays live between calls (:class:`~manualgrad.backend.Workspace`; True: the thread's
+    default; False: fresh arrays); the returned values are always the caller's own.
     """
-    c = sweep(params, u, y, G, alpha, x0, activation, output, loss, many_to_many)
-    return c.F, c.G, c.grads
+    with backend.workspace_scope(workspace) as ws:
+        c = _sweep(params, u, y, G, alpha, x0, activation, output, loss, many_to_many, ws)
+        return c.F, c.G, c.grads
 
 
 def loss(params, u, y, G="G23", alpha=1.0, x0=None, activation="tanh", output="sigmoid",
-         loss="bce", many_to_many=False):
+         loss="bce", many_to_many=False, workspace=True):
     """J = F + alpha G from explicitly computed adjoints (forward + adjoint sweep only).
 
     The function that finite differences of the coadjoint gradient are taken of.
+    ``workspace`` as in :func:`loss_and_grad`.
     """
     alpha = _check_alpha(alpha)
     pen = get_penalty(G)
-    s = rnn.sweep(params, u, y, x0, activation, output, loss, many_to_many)
-    if s.traj.T < 2:
-        raise ValueError("the adjoint penalties need T >= 2 steps, got T = %d" % s.traj.T)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PenaltyFloorWarning)
-        G_b, _, _ = _evaluate_penalty(pen, s.adj.lam, s.adj.lam0)
-    return s.F + alpha * G_b.mean()
+    P = rnn.check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        s = rnn._sweep(P, u, y, x0, activation, output, loss, many_to_many, ws)
+        if s.traj.T < 2:
+            raise ValueError("the adjoint penalties need T >= 2 steps, got T = %d" % s.traj.T)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PenaltyFloorWarning)
+            G_b, _, _ = _evaluate_penalty(pen, s.adj.lam, s.adj.lam0, ws)
+        return s.F + alpha * G_b.mean()
 
 
 def adjoint_norms_from_lam(lam):

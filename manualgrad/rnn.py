@@ -239,7 +239,7 @@ def _adjoint(params, traj, delta_out, delta=None, ws=None):
         traj.activation.grad_into(traj.z, traj.x[1:], lam_z)
     lam = backend.empty((T, B, m), dt, ws, "rnn.lam")
     if traj.many_to_many:  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
-        xp.matmul(delta_out.reshape(T * B, -1), W_out, out=lam.reshape(T * B, m))
+        xp.matmul(delta_out, W_out, out=lam)  # as delta_out @ W_out, bit for bit
         rec = backend.empty((B, m), dt, ws, "rnn.rec")  # W_rec^T [sigma'(z_{k+1}) o lambda_{k+1}]
     else:
         xp.matmul(delta_out, W_out, out=lam[T - 1])  # (7)

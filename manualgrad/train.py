@@ -25,6 +25,7 @@ Files (host NumPy at this edge; nothing inside the engine converts):
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -85,7 +86,8 @@ def minibatches(n, batch_size, rng):
 
 
 def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluate=None,
-        progress=True, desc="train", example_axis=0, clip=None, checkpoint_path=None):
+        progress=True, desc="train", example_axis=0, clip=None, checkpoint_path=None,
+        workspace=True):
     """Train ``params`` with ``optimizer`` on (u, y); returns a :class:`History` (final params in it).
 
     Shuffling uses ``default_rng(seed)`` on the host. Training stops early, with the reason in
@@ -101,6 +103,11 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
     with :func:`save_checkpoint` at the end of every epoch (after ``evaluate``, overwriting the
     previous epoch's file; also on an epoch cut short by a NaN stop), with ``meta`` ``epoch``,
     ``row`` (that epoch's metrics) and ``stopped``.
+
+    ``workspace``: the loop runs in one :class:`~manualgrad.backend.Workspace` (True: a new one
+    for this loop; a Workspace: that one; False: none). It is the thread's default inside the
+    loop, so a ``grad_fn`` calling the engine's ``loss_and_grad`` (whose default is that
+    workspace) allocates no trajectory after the first minibatch of each shape.
 
     The progress bar shows the running mean loss ``F`` of the epoch and, if ``evaluate`` returns
     ``test_error``, the latest evaluated ``error``.
@@ -144,6 +151,9 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
                          % (y.shape[example_axis], example_axis, n))
     rng = backend.host_rng(seed)
     xp = backend.xp()
+    if workspace is True:
+        workspace = backend.Workspace()
+    ws = backend.resolve_workspace(workspace)
     inner = positive_int(getattr(optimizer, "steps_per_batch", 1), "optimizer.steps_per_batch")
     eval_point = getattr(optimizer, "eval_point", None)
     angles = getattr(optimizer, "angles", None)
@@ -158,6 +168,8 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
         shown["error"] = "%.4f" % row["test_error"]
     bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=desc, disable=not progress,
                leave=False, dynamic_ncols=True)
+    scope = contextlib.ExitStack()
+    scope.enter_context(backend.use_workspace(ws))  # the loop's workspace is the default inside
     try:
         for epoch in range(1, epochs + 1):
             total, seen, fired = 0.0, 0, 0
@@ -215,6 +227,7 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
             bar.set_postfix(post)
     finally:
         bar.close()
+        scope.close()
     hist.wall_time = time.perf_counter() - t0
     hist.params = params
     return hist

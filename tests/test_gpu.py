@@ -171,3 +171,28 @@ def test_matmul_into_accumulates_and_transposes():
         assert _rel(out, c + a @ b) <= 1e-14
         gpu.matmul_into(out, cp.asarray(a), cp.asarray(b.T.copy()), trans_b=True)
         assert _rel(out, a @ b) <= 1e-14
+
+
+@pytest.mark.parametrize("strategy", ["steps", "persistent"])
+def test_fused_path_reuses_its_workspace_bit_for_bit(strategy):
+    """The CuPy path draws its buffers from the same workspaces as the NumPy path (issue 17)."""
+    T, B, p, m, l = 15, 20, 3, 17, 2
+    u, y, x0 = _data(T, B, p, m, l, "bce", False, seed=11)
+    with backend.use_backend("cupy", "float64", fused=strategy):
+        P = rnn.init_params(p, m, l, seed=2)
+        ws = backend.Workspace()
+        F0, g0 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=False)
+        F1, g1 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=ws)
+        misses = ws.misses
+        rnn.loss_and_grad(P, u[::-1].copy(), y, x0=x0, workspace=ws)
+        F2, g2 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=ws)
+        assert ws.misses == misses and ws.hits > 0
+        c0 = coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=False)[2]
+        c1 = coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=ws)[2]
+        LP = lstm.init_params(p, m, l, seed=3)
+        h0 = lstm.loss_and_grad(LP, u, y, workspace=False)[1]
+        h1 = lstm.loss_and_grad(LP, u, y, workspace=ws)[1]
+    for a, b in [(g0, g1), (g0, g2), (c0, c1), (h0, h1)]:
+        for k in a:
+            assert bool((a[k] == b[k]).all()), k
+    assert float(F0) == float(F1) == float(F2)

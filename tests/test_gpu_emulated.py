@@ -164,3 +164,30 @@ def test_emulator_catches_a_missing_barrier(emulated):
         broken((4,), (256,), (W, z, x, np.int32(T), np.int32(B), np.int32(m)))
         worst = max(worst, _rel(x, ref_x))
     assert worst > 1e-6
+
+
+@pytest.mark.parametrize("strategy", ["steps", "persistent"])
+def test_emulated_fused_path_reuses_its_workspace_bit_for_bit(emulated, strategy):
+    """The fused path takes its buffers from the engine's workspace like the NumPy path."""
+    T, B, p, m = 8, 19, 3, 21
+    u, y, x0 = _data(T, B, p, m, 2, "bce", False, seed=12)
+    P = rnn.init_params(p, m, 2, seed=2)
+    LP = lstm.init_params(p, m, 2, seed=3)
+    with emulated(strategy):
+        ws = backend.Workspace()
+        ref = [rnn.loss_and_grad(P, u, y, x0=x0, workspace=False)[1],
+               coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=False)[2],
+               lstm.loss_and_grad(LP, u, y, workspace=False)[1]]
+
+        def calls(v):
+            return [rnn.loss_and_grad(P, v, y, x0=x0, workspace=ws)[1],
+                    coadjoint.loss_and_grad(P, v, y, x0=x0, workspace=ws)[2],
+                    lstm.loss_and_grad(LP, v, y, workspace=ws)[1]]
+        first = calls(u)
+        misses = ws.misses
+        calls(u[::-1].copy())
+        again = calls(u)
+        assert ws.misses == misses and ws.hits > 0
+    for r, a, b in zip(ref, first, again):
+        for k in r:
+            assert np.array_equal(r[k], a[k]) and np.array_equal(r[k], b[k]), k

@@ -105,7 +105,7 @@ def _arrays(result):
         elif isinstance(x, (tuple, list)):
             for i, v in enumerate(x):
                 walk(v, path + (str(i),))
-        elif backend.is_array(x):
+        elif backend.is_array(x) or isinstance(x, np.generic):  # F may be a NumPy scalar
             out.append(("/".join(path), x))
     walk(result, ())
     return out

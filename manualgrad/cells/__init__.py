@@ -7,8 +7,8 @@ Every cell module (and the adapter for the vanilla RNN of :mod:`manualgrad.rnn`)
     init_params(p, m, l, seed=0, **options) -> dict
     forward(params, u, state0=None, output="sigmoid", many_to_many=False, **options) -> trajectory
     sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False, **options) -> sweep
-    loss(params, u, y, ...) -> F                  batch mean of the per-example losses
-    loss_and_grad(params, u, y, ...) -> (F, grads)
+    loss(params, u, y, ..., workspace=True) -> F  batch mean of the per-example losses
+    loss_and_grad(params, u, y, ..., workspace=True) -> (F, grads)
 
 Conventions shared with :mod:`manualgrad.rnn` (docs/conventions.md): u is time-major (T, B, p);
 the head is o = W_out h_k + b2, yhat = sigma_out(o) at the last step (many-to-one) or at every step
@@ -20,6 +20,13 @@ The sweep object has at least: ``F``, ``F_b`` (B,), ``grads`` (like params), ``g
 ``adj.lam`` (T, B, m) with adj.lam[k-1] = -dF_b/dh_k (JP's sign, per example, not divided by B),
 ``adj.lam0`` = -dF_b/dh_0, so :func:`manualgrad.inspect.adjoint_norms` works for every cell.
 Cells with more state expose its adjoints too (e.g. ``adj.lam_c`` for the LSTM cell state).
+
+``workspace`` (``loss`` and ``loss_and_grad``): where the trajectory, the adjoints and the
+temporaries live between calls, a :class:`~manualgrad.backend.Workspace` (True: the calling
+thread's default, False: fresh arrays), so a training loop over equal shapes allocates nothing
+after its first step. The rule: a workspace holds only what stays inside a call; F and the
+gradients are always the caller's own arrays, bit for bit the same with or without one.
+``forward`` and ``sweep`` return trajectories and adjoints and take no workspace.
 """
 from __future__ import annotations
 
@@ -57,14 +64,15 @@ def _rnn_sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_
 
 
 def _rnn_loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-              **options):
+              workspace=True, **options):
     return rnn.loss(params, u, y, output=output, loss=loss, many_to_many=many_to_many,
-                    **_rnn_kwargs(state0, options))
+                    workspace=workspace, **_rnn_kwargs(state0, options))
 
 
-def _rnn_loss_and_grad(params, u, y, **kwargs):
-    s = _rnn_sweep(params, u, y, **kwargs)
-    return s.F, s.grads
+def _rnn_loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce",
+                       many_to_many=False, workspace=True, **options):
+    return rnn.loss_and_grad(params, u, y, output=output, loss=loss, many_to_many=many_to_many,
+                             workspace=workspace, **_rnn_kwargs(state0, options))
 
 
 RNN = SimpleNamespace(

@@ -45,6 +45,12 @@ Initial state (decision): ``state0`` maps :func:`state_names` to arrays (B, m) o
 layer: ``("h0",)`` for one layer (the interface's ``STATE_NAMES``), ``("h0_1", ..., "h0_L")``
 for L >= 2; None means zeros everywhere. ``grad_state0`` has the same keys. The number of layers
 is read from ``params`` (the count of keys ``W_1``, ``W_2``, ...).
+
+Workspaces: :func:`loss_and_grad` and :func:`loss` keep every layer's trajectory, adjoints and
+temporaries in a :class:`~manualgrad.backend.Workspace` (``workspace=``), so repeated calls with
+the same shapes allocate nothing after the first. The rule: a workspace holds only what stays
+inside a call; F and the gradients are always fresh arrays, and :func:`forward`, :func:`adjoint`,
+:func:`gradients` and :func:`sweep` take no workspace.
 """
 from __future__ import annotations
 
@@ -349,8 +355,12 @@ def forward(params, u, state0=None, output="sigmoid", many_to_many=False,
     return _forward(params, L, u, state0, activation, output, many_to_many)
 
 
-def _forward(params, L, u, state0, activation, output, many_to_many):
-    """:func:`forward` with ``params`` already validated (inputs are still checked)."""
+def _forward(params, L, u, state0, activation, output, many_to_many, ws=None):
+    """:func:`forward` with ``params`` already validated (inputs are still checked).
+
+    ``ws``: a :class:`~manualgrad.backend.Workspace` for every layer's h and z and the step
+    buffer, or None (fresh arrays, what :func:`forward` and :func:`sweep` return).
+    """
     act = activations.get(activation, "hidden")
     out = activations.get(output, "output", argname="output")
     m, p = params["W_1"].shape
@@ -362,20 +372,21 @@ def _forward(params, L, u, state0, activation, output, many_to_many):
     axis_matches("u", u, 2, "p, input size", p, "W_1 has %d columns")
     h0s = _check_state0(state0, L, B, m)
     xp = backend.xp()
-    rec = xp.empty((B, m), dtype=u.dtype)  # w_i o h^i_{t-1}: one buffer for all steps and layers
+    rec = backend.empty((B, m), u.dtype, ws, "indrnn.rec")  # w_i o h^i_{t-1}: all steps, layers
     below = u
     hs, zs = [], []
     for i in range(1, L + 1):
         W, w, b = params["W_%d" % i], params["w_%d" % i], params["b_%d" % i]
         n = below.shape[2]
-        h = xp.empty((T + 1, B, m), dtype=u.dtype)
+        h = backend.empty((T + 1, B, m), u.dtype, ws, "indrnn.h_%d" % i)
         h[0] = 0.0 if h0s[i - 1] is None else h0s[i - 1]
-        z = (below.reshape(T * B, n) @ W.T).reshape(T, B, m)  # W_i h^{i-1}_t, all t at once
+        z = backend.empty((T, B, m), u.dtype, ws, "indrnn.z_%d" % i)
+        xp.matmul(below.reshape(T * B, n), W.T, out=z.reshape(T * B, m))  # W_i h^{i-1}_t, all t
         z += b
         for t in range(T):
             xp.multiply(h[t], w, out=rec)
             z[t] += rec
-            h[t + 1] = act.f(z[t])
+            act.f_into(z[t], h[t + 1])  # h^i_t = sigma(z^i_t)
         hs.append(h)
         zs.append(z)
         below = h[1:]
@@ -410,30 +421,36 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     return _adjoint(params, traj, delta_out, delta)
 
 
-def _adjoint(params, traj, delta_out, delta=None):
-    """BPTT layer by layer, top first (see the module docstring), on validated arrays."""
+def _adjoint(params, traj, delta_out, delta=None, ws=None):
+    """BPTT layer by layer, top first (see the module docstring), on validated arrays; ``ws`` as
+    in :func:`_forward` (every layer's lam, lam_z and lam0, and the step buffer)."""
     xp = backend.xp()
     T, B, m = traj.z.shape
+    dt = traj.z.dtype
     L = traj.layers
     lams, lam0s, lam_zs = [None] * L, [None] * L, [None] * L
-    buf = xp.empty((B, m), dtype=traj.z.dtype)
+    buf = backend.empty((B, m), dt, ws, "indrnn.rec")  # w_i o a^i_k
     for i in range(L, 0, -1):
         w = params["w_%d" % i]
+        lam = backend.empty((T, B, m), dt, ws, "indrnn.lam_%d" % i)
         if i == L:  # the head: W_out^T [sigma_out'(o_k) o delta_k]
             if traj.many_to_many:
-                lam = delta_out @ params["W_out"]  # every k at once
+                xp.matmul(delta_out, params["W_out"], out=lam)  # every k at once
             else:
-                lam = xp.zeros_like(traj.z)
+                lam[:T - 1] = 0.0
                 xp.matmul(delta_out, params["W_out"], out=lam[T - 1])
         else:  # the layer above: W_{i+1}^T a^{i+1}_k, every k in one product
-            lam = (lam_zs[i].reshape(T * B, m) @ params["W_%d" % (i + 1)]).reshape(T, B, m)
+            xp.matmul(lam_zs[i].reshape(T * B, m), params["W_%d" % (i + 1)],
+                      out=lam.reshape(T * B, m))
         # lam_z starts as sigma'(z^i_k) for all k; step k multiplies in lambda^i_k
-        lam_z = traj.activation.grad(traj.z_layers[i - 1], traj.h_layers[i - 1][1:])
+        lam_z = backend.empty((T, B, m), dt, ws, "indrnn.lam_z_%d" % i)
+        traj.activation.grad_into(traj.z_layers[i - 1], traj.h_layers[i - 1][1:], lam_z)
         for k in range(T - 1, 0, -1):  # lam[k] is lambda^i_{k+1}, complete
             lam_z[k] *= lam[k]
             lam[k - 1] += xp.multiply(lam_z[k], w, out=buf)  # elementwise: no matrix product
         lam_z[0] *= lam[0]
-        lams[i - 1], lam0s[i - 1], lam_zs[i - 1] = lam, lam_z[0] * w, lam_z
+        lam0 = xp.multiply(lam_z[0], w, out=backend.empty((B, m), dt, ws, "indrnn.lam0_%d" % i))
+        lams[i - 1], lam0s[i - 1], lam_zs[i - 1] = lam, lam0, lam_z
     return Adjoint(lams, lam0s, lam_zs, delta, delta_out)
 
 
@@ -452,18 +469,21 @@ def gradients(params, traj, adj):
     return _gradients(traj, adj)
 
 
-def _gradients(traj, adj):
-    """The gradient formulas of the module docstring on validated arrays (see :func:`gradients`)."""
+def _gradients(traj, adj, ws=None):
+    """The gradient formulas of the module docstring on validated arrays (see :func:`gradients`);
+    the (T*B, m) product a^i_k o h^i_{k-1} in workspace ``ws`` (or fresh), the gradients fresh."""
+    xp = backend.xp()
     T, B, m = traj.z.shape
     l = traj.o.shape[-1]
     grads = {}
     below = traj.u
+    ah = backend.empty((T * B, m), traj.z.dtype, ws, "indrnn.a_h")  # a^i_k o h^i_{k-1}
     for i in range(1, traj.layers + 1):
         n = below.shape[2]
         a = adj.lam_z_layers[i - 1].reshape(T * B, m)
         h = traj.h_layers[i - 1]
         grads["W_%d" % i] = -(a.T @ below.reshape(T * B, n)) / B
-        grads["w_%d" % i] = -(a * h[:-1].reshape(T * B, m)).sum(axis=0) / B
+        grads["w_%d" % i] = -xp.multiply(a, h[:-1].reshape(T * B, m), out=ah).sum(axis=0) / B
         grads["b_%d" % i] = -a.sum(axis=0) / B
         below = h[1:]
     do = adj.delta_out.reshape(-1, l)
@@ -494,11 +514,16 @@ class Sweep:
 
 
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-         activation=DEFAULT_ACTIVATION):
-    """F = batch mean of F_b (forward only; the function that finite differences check)."""
-    traj = forward(params, u, state0, output, many_to_many, activation)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+         activation=DEFAULT_ACTIVATION, workspace=True):
+    """F = batch mean of F_b (forward only; the function that finite differences check).
+
+    ``workspace`` as in :func:`loss_and_grad` (the trajectory lives there; F is fresh).
+    """
+    params, L = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        traj = _forward(params, L, u, state0, activation, output, many_to_many, ws)
+        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
+        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -506,23 +531,45 @@ def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=
     """Forward, loss, BPTT through all layers and gradients in one call; a :class:`Sweep`.
 
     ``y``: targets (B, l) (or (B,) when l = 1, or integer labels (B,) for cross_entropy);
-    many-to-many: (T, B, l) or (T, B).
+    many-to-many: (T, B, l) or (T, B). Every array of the Sweep is the caller's own (no workspace).
     """
     params, L = check_params(params)
-    traj = _forward(params, L, u, state0, activation, output, many_to_many)
+    return _sweep(params, L, u, y, state0, output, loss, many_to_many, activation)
+
+
+def _sweep(params, L, u, y, state0, output, loss, many_to_many, activation, ws=None):
+    """:func:`sweep` on validated ``params`` (L layers): trajectory and adjoints in workspace
+    ``ws`` (if any), the loss and the gradients always fresh."""
+    traj = _forward(params, L, u, state0, activation, output, many_to_many, ws)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
-    adj = _adjoint(params, traj, delta_out, delta)
-    grads = _gradients(traj, adj)
-    grad_state0 = {n: -lam0 / traj.B for n, lam0 in zip(state_names(L), adj.lam0_layers)}
+    adj = _adjoint(params, traj, delta_out, delta, ws)
+    grads = _gradients(traj, adj, ws)
+    grad_state0 = {n: _state_grad(lam0, ws, "indrnn.grad_" + n)
+                   for n, lam0 in zip(state_names(L), adj.lam0_layers)}
     return Sweep(F_b.mean(), F_b, traj, adj, grads, grad_state0, Y, head)
 
 
+def _state_grad(lam0, ws, name):
+    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
+    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
+    g /= lam0.shape[0]
+    return g
+
+
 def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-                  activation=DEFAULT_ACTIVATION):
-    """``(F, grads)``: the batch-mean loss and its exact gradient (a dict keyed like ``params``)."""
-    s = sweep(params, u, y, state0, output, loss, many_to_many, activation)
-    return s.F, s.grads
+                  activation=DEFAULT_ACTIVATION, workspace=True):
+    """``(F, grads)``: the batch-mean loss and its exact gradient (a dict keyed like ``params``).
+
+    ``workspace``: where the trajectories, the adjoints and the temporaries live between calls
+    (:class:`~manualgrad.backend.Workspace`; True: the calling thread's default, False: fresh
+    arrays). F and grads are always the caller's own arrays; results are bit for bit the same
+    either way. For the trajectories and the adjoints themselves use :func:`sweep`.
+    """
+    params, L = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        s = _sweep(params, L, u, y, state0, output, loss, many_to_many, activation, ws)
+        return s.F, s.grads

@@ -43,6 +43,12 @@ of v_k as a third state.
 
 Array layout: h, c (T+1, B, m) with h[k] = h_k; a, gates, adj.lam_z (T, B, 4m) with a[k-1] = a_k;
 adj.lam, adj.lam_c (T, B, m) with lam[k-1] = lam_k. Batched rows are examples ("W v" is ``v @ W.T``).
+
+Workspaces: :func:`loss_and_grad` and :func:`loss` keep the trajectory, the adjoints and every
+temporary in a :class:`~manualgrad.backend.Workspace` (``workspace=``), so repeated calls with the
+same shapes allocate nothing after the first. The rule: a workspace holds only what stays inside a
+call; F and the gradients are always fresh arrays, and :func:`forward` and :func:`sweep`, which
+return their trajectories and adjoints, take no workspace.
 """
 from __future__ import annotations
 
@@ -135,9 +141,9 @@ def check_momentum(mu, s):
     return mu, s
 
 
-def _state0(state0, names, widths, B, dtype):
-    """The initial states as arrays (B, width); a key missing from ``state0`` (or None) means zeros."""
-    xp = backend.xp()
+def _state0(state0, names, widths, B):
+    """The initial states, checked: per name an array (B, width) or (width,), or None for a key
+    missing from ``state0`` (or state0 None), which means zeros."""
     if state0 is None:
         state0 = {}
     if not hasattr(state0, "keys"):
@@ -150,13 +156,13 @@ def _state0(state0, names, widths, B, dtype):
     out = []
     for n, w in zip(names, widths):
         if state0.get(n) is None:
-            out.append(xp.zeros((B, w), dtype=dtype))
+            out.append(None)
             continue
         a = float_array(state0[n], "state0[%r]" % n)
         if tuple(a.shape) not in ((B, w), (w,)):
             raise ValueError("state0[%r] must have shape (B, %s) = (%d, %d) or (%d,), got %s"
                              % (n, "4m" if n == "v0" else "m", B, w, w, tuple(a.shape)))
-        out.append(xp.broadcast_to(a, (B, w)))
+        out.append(a)
     return out
 
 
@@ -264,11 +270,13 @@ class Sweep:
     head: losses.Head
 
 
-def _forward(params, u, state0, output, many_to_many, momentum=None):
+def _forward(params, u, state0, output, many_to_many, momentum=None, ws=None):
     """The forward sweep on validated ``params`` (``momentum`` = (mu, s) or None); a :class:`Trajectory`.
 
     One product (T*B, p) @ (p, 4m) for the input projection of every step, then one product
-    (B, m) @ (m, 4m) per step. Gates are written into preallocated buffers.
+    (B, m) @ (m, 4m) per step. Gates are written into preallocated buffers. ``ws``: a
+    :class:`~manualgrad.backend.Workspace` for h, c, a, gates, tc (and v), W_h^T and the step
+    buffers, or None (fresh arrays, what :func:`forward` and :func:`sweep` return).
     """
     out = activations.get(output, "output", argname="output")
     W, b, W_out, b2 = (params[n] for n in PARAM_NAMES)
@@ -285,30 +293,33 @@ def _forward(params, u, state0, output, many_to_many, momentum=None):
     dt = u.dtype
     names, widths = (STATE_NAMES, (m, m)) if momentum is None else \
         (STATE_NAMES + ("v0",), (m, m, 4 * m))
-    s0 = _state0(state0, names, widths, B, dt)
-    h = xp.empty((T + 1, B, m), dtype=dt)
-    c = xp.empty((T + 1, B, m), dtype=dt)
-    h[0], c[0] = s0[0], s0[1]
-    W_hT = xp.ascontiguousarray(W[:, :m].T)  # (m, 4m)
-    a = (u.reshape(T * B, p) @ W[:, m:].T).reshape(T, B, 4 * m)  # W_x u_t, all t at once
+    s0 = _state0(state0, names, widths, B)
+    h = backend.empty((T + 1, B, m), dt, ws, "lstm.h")
+    c = backend.empty((T + 1, B, m), dt, ws, "lstm.c")
+    h[0] = 0.0 if s0[0] is None else s0[0]
+    c[0] = 0.0 if s0[1] is None else s0[1]
+    W_hT = backend.empty((m, 4 * m), dt, ws, "lstm.W_hT")
+    W_hT[...] = W[:, :m].T  # W_h^T, contiguous
+    a = backend.empty((T, B, 4 * m), dt, ws, "lstm.a")  # W_x u_t, all t at once:
+    xp.matmul(u.reshape(T * B, p), W[:, m:].T, out=a.reshape(T * B, 4 * m))
     v = None
     if momentum is not None:  # v_t = mu v_{t-1} + s W_x u_t (elementwise scan), then a_t = v_t + ...
         mu, s = momentum
         a *= s
-        v = xp.empty((T + 1, B, 4 * m), dtype=dt)
-        v[0] = s0[2]
+        v = backend.empty((T + 1, B, 4 * m), dt, ws, "lstm.v")
+        v[0] = 0.0 if s0[2] is None else s0[2]
         for t in range(T):
             xp.multiply(v[t], mu, out=v[t + 1])
             v[t + 1] += a[t]
         a[:] = v[1:]
     a += b
-    gates = xp.empty_like(a)
-    tc = xp.empty((T, B, m), dtype=dt)
+    gates = backend.empty((T, B, 4 * m), dt, ws, "lstm.gates")
+    tc = backend.empty((T, B, m), dt, ws, "lstm.tc")
     if momentum is None and gpu.fuses():  # CuPy: the loop below as one product and one kernel
         gpu.lstm_forward(W_hT, a, gates, h, c, tc)
         return _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum)
-    rec = xp.empty((B, 4 * m), dtype=dt)  # W_h h_{t-1}: one buffer for all steps
-    ig = xp.empty((B, m), dtype=dt)
+    rec = backend.empty((B, 4 * m), dt, ws, "lstm.rec")  # W_h h_{t-1}: one buffer for all steps
+    ig = backend.empty((B, m), dt, ws, "lstm.ig")  # i o g
     m3 = 3 * m
     for t in range(T):  # a[t] is a_{t+1}
         a[t] += xp.matmul(h[t], W_hT, out=rec)
@@ -335,23 +346,27 @@ def _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum
                       momentum)
 
 
-def _adjoint(params, traj, delta_out, delta=None):
+def _adjoint(params, traj, delta_out, delta=None, ws=None):
     """BPTT through (h, c[, v]) backwards in time, k = T..1 (module docstring); an :class:`Adjoint`.
 
     Everything known from the forward trajectory (gate derivatives and the factors they meet)
     is formed for all steps at once; the loop does one (B, 4m) @ (4m, m) product per step.
+    ``ws`` as in :func:`_forward` (every array of the Adjoint but delta and delta_out, and oD,
+    W_h and the step buffers).
     """
     W, W_out = params["W"], params["W_out"]
     xp = backend.xp()
     T, B, m = traj.tc.shape
+    dt = traj.tc.dtype
     if traj.momentum is None and gpu.fuses():  # CuPy: one kernel and one product per step
-        return _fused_adjoint(W, W_out, traj, delta_out, delta)
+        return _fused_adjoint(W, W_out, traj, delta_out, delta, ws)
     m2, m3 = 2 * m, 3 * m
     G = traj.gates
     i, f, o, g = (G[..., j * m:(j + 1) * m] for j in range(4))
     # lam_z starts as the factor each gate block of zeta_k multiplies (cbar_k, or lam_k for o):
     #   i: g o sigmoid'(a_i)  f: c_{k-1} o sigmoid'(a_f)  o: tanh c_k o sigmoid'(a_o)  g: i o tanh'(a_g)
-    lam_z = xp.subtract(1.0, G)  # contiguous: G (1 - G) = sigmoid' for i, f, o ...
+    lam_z = backend.empty((T, B, 4 * m), dt, ws, "lstm.lam_z")
+    xp.subtract(1.0, G, out=lam_z)  # contiguous: G (1 - G) = sigmoid' for i, f, o ...
     lam_z *= G
     gd = lam_z[..., m3:]  # ... and tanh' = 1 - g^2 for g
     xp.multiply(g, g, out=gd)
@@ -360,26 +375,20 @@ def _adjoint(params, traj, delta_out, delta=None):
     lam_z[..., m:m2] *= traj.c[:-1]
     lam_z[..., m2:m3] *= traj.tc
     lam_z[..., m3:] *= i
-    oD = traj.tc * traj.tc  # dh_k/dc_k = o_k o (1 - tanh^2 c_k), all k
+    oD = backend.empty((T, B, m), dt, ws, "lstm.oD")
+    xp.multiply(traj.tc, traj.tc, out=oD)  # dh_k/dc_k = o_k o (1 - tanh^2 c_k), all k
     xp.subtract(1.0, oD, out=oD)
     oD *= o
-    W_h = xp.ascontiguousarray(W[:, :m])  # (4m, m)
-    lam = xp.empty_like(traj.tc)
-    if traj.many_to_many:
-        lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
-    else:
-        xp.matmul(delta_out, W_out, out=lam[T - 1])
-    lam_c = xp.empty_like(lam)
-    lam_c[T - 1] = 0.0  # nothing after step T reads c_T
-    cbar = xp.empty_like(lam)
-    rec = xp.empty((B, m), dtype=lam.dtype)
+    W_h = _W_h(W, m, ws)
+    lam, lam_c, cbar = _head_adjoint(traj, delta_out, W_out, ws)
+    rec = backend.empty((B, m), dt, ws, "lstm.rec_back")  # W_h^T zeta_k
     mom = traj.momentum
     lam_v = None
     if mom is not None:
         mu = mom[0]
-        lam_v = xp.empty_like(lam_z)
+        lam_v = backend.empty((T, B, 4 * m), dt, ws, "lstm.lam_v")
         lam_v[T - 1] = 0.0
-        gv = xp.empty((B, 4 * m), dtype=lam.dtype)
+        gv = backend.empty((B, 4 * m), dt, ws, "lstm.gv")  # zeta_k + lam_v_k
     for t in range(T - 1, -1, -1):  # step k = t + 1; lam[t], lam_c[t] (and lam_v[t]) are complete
         xp.multiply(lam[t], oD[t], out=cbar[t])
         cbar[t] += lam_c[t]
@@ -398,48 +407,83 @@ def _adjoint(params, traj, delta_out, delta=None):
         if mom is not None:  # -dF_b/dv_{k-1} = mu (zeta_k + lam_v_k)
             xp.add(z, lam_v[t], out=gv)
             xp.multiply(gv, mu, out=lam_v[t - 1])
-    lam0 = lam_z[0] @ W_h
-    lam_c0 = f[0] * cbar[0]
-    lam_v0 = None if mom is None else mom[0] * (lam_z[0] + lam_v[0])
+    lam0, lam_c0 = _initial_adjoints(lam_z[0], W_h, f[0], cbar[0], ws)
+    lam_v0 = None
+    if mom is not None:  # lam_v_0 = mu (zeta_1 + lam_v_1)
+        lam_v0 = backend.empty((B, 4 * m), dt, ws, "lstm.lam_v0")
+        xp.add(lam_z[0], lam_v[0], out=lam_v0)
+        lam_v0 *= mu
     return Adjoint(lam, lam0, lam_c, lam_c0, cbar, lam_z, delta, delta_out, lam_v, lam_v0)
 
 
-def _fused_adjoint(W, W_out, traj, delta_out, delta):
-    """:func:`_adjoint` for the plain LSTM on CuPy: the same recursion, with each step's
-    element-wise work (cbar_k, zeta_k, lam_c_{k-1}) in one kernel (:func:`manualgrad.gpu.lstm_adjoint`)."""
+def _initial_adjoints(zeta1, W_h, f1, cbar1, ws):
+    """lam_0 = W_h^T zeta_1 and lam_c_0 = f_1 o cbar_1 (B, m), in ``ws`` (or fresh)."""
+    xp = backend.xp()
+    B, m = cbar1.shape
+    lam0 = xp.matmul(zeta1, W_h, out=backend.empty((B, m), cbar1.dtype, ws, "lstm.lam0"))
+    lam_c0 = xp.multiply(f1, cbar1, out=backend.empty((B, m), cbar1.dtype, ws, "lstm.lam_c0"))
+    return lam0, lam_c0
+
+
+def _W_h(W, m, ws):
+    """W_h = W[:, :m] (4m, m), contiguous: a copy in ``ws`` (or fresh)."""
+    W_h = backend.empty((W.shape[0], m), W.dtype, ws, "lstm.W_h")
+    W_h[...] = W[:, :m]
+    return W_h
+
+
+def _head_adjoint(traj, delta_out, W_out, ws):
+    """lam, lam_c, cbar (T, B, m) from ``ws`` (or fresh), with what the head starts them with:
+    lam_T = W_out^T [sigma_out'(o) o delta] (many-to-many: every lam_k its output term) and
+    lam_c_T = 0 (nothing after step T reads c_T)."""
     xp = backend.xp()
     T, B, m = traj.tc.shape
-    W_h = xp.ascontiguousarray(W[:, :m])  # (4m, m)
-    lam = xp.empty_like(traj.tc)
+    dt = traj.tc.dtype
+    lam = backend.empty((T, B, m), dt, ws, "lstm.lam")
     if traj.many_to_many:
-        lam[:] = delta_out @ W_out  # W_out^T [sigma_out'(o) o delta], every k at once
+        xp.matmul(delta_out, W_out, out=lam)  # W_out^T [sigma_out'(o_k) o delta_k], every k at once
     else:
         xp.matmul(delta_out, W_out, out=lam[T - 1])
-    lam_c = xp.empty_like(lam)
+    lam_c = backend.empty((T, B, m), dt, ws, "lstm.lam_c")
     lam_c[T - 1] = 0.0
-    cbar = xp.empty_like(lam)
-    lam_z = xp.empty_like(traj.gates)
+    cbar = backend.empty((T, B, m), dt, ws, "lstm.cbar")
+    return lam, lam_c, cbar
+
+
+def _fused_adjoint(W, W_out, traj, delta_out, delta, ws=None):
+    """:func:`_adjoint` for the plain LSTM on CuPy: the same recursion, with each step's
+    element-wise work (cbar_k, zeta_k, lam_c_{k-1}) in one kernel
+    (:func:`manualgrad.gpu.lstm_adjoint`), and the same workspace buffers."""
+    T, B, m = traj.tc.shape
+    W_h = _W_h(W, m, ws)
+    lam, lam_c, cbar = _head_adjoint(traj, delta_out, W_out, ws)
+    lam_z = backend.empty((T, B, 4 * m), traj.gates.dtype, ws, "lstm.lam_z")
     gpu.lstm_adjoint(W_h, traj, lam, lam_c, cbar, lam_z, traj.many_to_many)
-    f0 = traj.gates[0, :, m:2 * m]
-    return Adjoint(lam, lam_z[0] @ W_h, lam_c, f0 * cbar[0], cbar, lam_z, delta, delta_out)
+    lam0, lam_c0 = _initial_adjoints(lam_z[0], W_h, traj.gates[0, :, m:2 * m], cbar[0], ws)
+    return Adjoint(lam, lam0, lam_c, lam_c0, cbar, lam_z, delta, delta_out)
 
 
-def _gradients(traj, adj):
+def _gradients(traj, adj, ws=None):
     """dF/dtheta of the batch mean from a validated trajectory and its :class:`Adjoint`.
 
     Plain LSTM: dW = -(1/B) Z^T [H_prev | U], ONE product over all T*B rows. Momentum LSTM: W_x
-    enters every v_k through s W_x u_k, so its block is -(s/B) (Z + L_v)^T U.
+    enters every v_k through s W_x u_k, so its block is -(s/B) (Z + L_v)^T U. ``ws``: where the
+    (T*B)-row operand [H_prev | U] (momentum: Z + L_v) lives, or None; the gradients are fresh.
     """
     xp = backend.xp()
     T, B, m = traj.tc.shape
     p, l = traj.u.shape[2], traj.o.shape[-1]
+    dt = traj.tc.dtype
     Z = adj.lam_z.reshape(T * B, 4 * m)
     U = traj.u.reshape(T * B, p)
     if traj.momentum is None:
-        X = xp.concatenate((traj.h[:-1], traj.u), axis=2).reshape(T * B, m + p)  # [h_{k-1}; u_k]
-        dW = Z.T @ X
+        X = backend.empty((T, B, m + p), dt, ws, "lstm.X")  # [h_{k-1}; u_k]
+        X[..., :m] = traj.h[:-1]
+        X[..., m:] = traj.u
+        dW = Z.T @ X.reshape(T * B, m + p)
     else:
-        Zv = Z + adj.lam_v.reshape(T * B, 4 * m)  # -dF_b/dv_k: its gate term and the momentum path
+        Zv = backend.empty((T * B, 4 * m), dt, ws, "lstm.Zv")  # -dF_b/dv_k: gates + momentum
+        xp.add(Z, adj.lam_v.reshape(T * B, 4 * m), out=Zv)
         dW = xp.concatenate((Z.T @ traj.h[:-1].reshape(T * B, m),
                              traj.momentum[1] * (Zv.T @ U)), axis=1)
     dW /= -B
@@ -453,26 +497,36 @@ def _gradients(traj, adj):
     }
 
 
-def _loss(params, u, y, state0, output, loss, many_to_many, momentum):
-    traj = _forward(params, u, state0, output, many_to_many, momentum)
+def _loss(params, u, y, state0, output, loss, many_to_many, momentum, ws=None):
+    """F on validated ``params``; the trajectory in workspace ``ws`` (if any), F fresh."""
+    traj = _forward(params, u, state0, output, many_to_many, momentum, ws)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
-def _sweep(params, u, y, state0, output, loss, many_to_many, momentum):
-    traj = _forward(params, u, state0, output, many_to_many, momentum)
+def _sweep(params, u, y, state0, output, loss, many_to_many, momentum, ws=None):
+    """:func:`sweep` on validated ``params``: trajectory and adjoints in workspace ``ws`` (if
+    any), the loss and the gradients always fresh."""
+    traj = _forward(params, u, state0, output, many_to_many, momentum, ws)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # inspection (inf if saturated)
-    adj = _adjoint(params, traj, delta_out, delta)
-    grads = _gradients(traj, adj)
-    B = traj.B
-    gs0 = {"h0": -adj.lam0 / B, "c0": -adj.lam_c0 / B}
+    adj = _adjoint(params, traj, delta_out, delta, ws)
+    grads = _gradients(traj, adj, ws)
+    gs0 = {"h0": _state_grad(adj.lam0, ws, "lstm.grad_h0"),
+           "c0": _state_grad(adj.lam_c0, ws, "lstm.grad_c0")}
     if momentum is not None:
-        gs0["v0"] = -adj.lam_v0 / B
+        gs0["v0"] = _state_grad(adj.lam_v0, ws, "lstm.grad_v0")
     return Sweep(F_b.mean(), F_b, traj, adj, grads, gs0, Y, head)
+
+
+def _state_grad(lam0, ws, name):
+    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
+    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
+    g /= lam0.shape[0]
+    return g
 
 
 def forward(params, u, state0=None, output="sigmoid", many_to_many=False):
@@ -485,21 +539,37 @@ def forward(params, u, state0=None, output="sigmoid", many_to_many=False):
     return _forward(check_params(params), u, state0, output, many_to_many)
 
 
-def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False):
-    """F = batch mean of the per-example losses F_b (forward only; what finite differences check)."""
-    return _loss(check_params(params), u, y, state0, output, loss, many_to_many, None)
+def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
+         workspace=True):
+    """F = batch mean of the per-example losses F_b (forward only; what finite differences check).
+
+    ``workspace`` as in :func:`loss_and_grad` (the trajectory lives there; F is fresh).
+    """
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        return _loss(params, u, y, state0, output, loss, many_to_many, None, ws)
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False):
     """Forward, loss, BPTT through (h, c) and gradients in one call; a :class:`Sweep`.
 
     ``y``: (B, l) (or (B,) when l = 1, or integer labels (B,) for cross_entropy); many-to-many
-    (T, B, l) or (T, B). ``grad_state0`` = {"h0": dF/dh_0, "c0": dF/dc_0}, each (B, m).
+    (T, B, l) or (T, B). ``grad_state0`` = {"h0": dF/dh_0, "c0": dF/dc_0}, each (B, m). Every
+    array of the Sweep is the caller's own (no workspace).
     """
     return _sweep(check_params(params), u, y, state0, output, loss, many_to_many, None)
 
 
-def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False):
-    """``(F, grads)``: the batch-mean loss and its exact gradient (a dict with keys W, b, W_out, b2)."""
-    s = sweep(params, u, y, state0, output, loss, many_to_many)
-    return s.F, s.grads
+def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
+                  workspace=True):
+    """``(F, grads)``: the batch-mean loss and its exact gradient (keys W, b, W_out, b2).
+
+    ``workspace``: where the trajectory, the adjoints and the temporaries live between calls
+    (:class:`~manualgrad.backend.Workspace`; True: the calling thread's default, False: fresh
+    arrays). F and grads are always the caller's own arrays; results are bit for bit the same
+    either way. For the trajectory and the adjoints themselves use :func:`sweep`.
+    """
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        s = _sweep(params, u, y, state0, output, loss, many_to_many, None, ws)
+        return s.F, s.grads

@@ -45,6 +45,12 @@ both to the (h, v) adjoint above and to the vanilla factor.
 
 Array layout: ``h``, ``v`` have T+1 rows (h[k] = h_k); ``z``, ``lam``, ``lam_v`` have T rows with
 z[k-1] = z_k, lam[k-1] = lam_k. Batched rows are examples, so "U h" is written ``h @ U.T``.
+
+Workspaces: :func:`loss_and_grad` and :func:`loss` keep the trajectory, the adjoints and the step
+buffer in a :class:`~manualgrad.backend.Workspace` (``workspace=``), so repeated calls with the
+same shapes allocate nothing after the first. The rule: a workspace holds only what stays inside a
+call; F and the gradients are always fresh arrays, and :func:`forward`, :func:`adjoint` and
+:func:`sweep`, which return trajectories and adjoints, take no workspace.
 """
 from __future__ import annotations
 
@@ -220,7 +226,12 @@ def forward(params, u, state0=None, output="sigmoid", many_to_many=False, activa
     return _forward(check_params(params), u, state0, activation, output, many_to_many, mu, s)
 
 
-def _forward(params, u, state0, activation, output, many_to_many, mu, s):
+def _forward(params, u, state0, activation, output, many_to_many, mu, s, ws=None):
+    """:func:`forward` with validated ``params``, ``mu``, ``s`` (inputs are still checked).
+
+    ``ws``: a :class:`~manualgrad.backend.Workspace` for h, v, z and the step buffer, or None
+    (fresh arrays, what :func:`forward` and :func:`sweep` return).
+    """
     act = activations.get(activation, "hidden")
     out = activations.get(output, "output", argname="output")
     U, W, b, W_out, b2 = (params[n] for n in PARAM_NAMES)
@@ -233,21 +244,21 @@ def _forward(params, u, state0, activation, output, many_to_many, mu, s):
     axis_matches("u", u, 2, "p, input size", p, "W has %d columns")
     h0, v0 = _state0(state0, B, m)
     xp = backend.xp()
-    h = xp.empty((T + 1, B, m), dtype=u.dtype)
-    v = xp.empty((T + 1, B, m), dtype=u.dtype)
+    h = backend.empty((T + 1, B, m), u.dtype, ws, "momentum.h")
+    v = backend.empty((T + 1, B, m), u.dtype, ws, "momentum.v")
     h[0] = 0.0 if h0 is None else h0
     v[0] = 0.0 if v0 is None else v0
-    v[1:] = (u.reshape(T * B, p) @ W.T).reshape(T, B, m)  # W u_t, all t at once
+    xp.matmul(u.reshape(T * B, p), W.T, out=v[1:].reshape(T * B, m))  # W u_t, all t at once
     if s != 1.0:
         v[1:] *= s
-    z = xp.empty((T, B, m), dtype=u.dtype)
-    rec = xp.empty((B, m), dtype=u.dtype)  # U h_{t-1} (and mu v_{t-1}): one buffer for all steps
+    z = backend.empty((T, B, m), u.dtype, ws, "momentum.z")
+    rec = backend.empty((B, m), u.dtype, ws, "momentum.rec")  # U h_{t-1} (and mu v_{t-1})
     for t in range(T):
         if mu != 0.0:
             v[t + 1] += xp.multiply(v[t], mu, out=rec)  # v_t = mu v_{t-1} + s W u_t
         xp.add(v[t + 1], b, out=z[t])
         z[t] += xp.matmul(h[t], U.T, out=rec)
-        h[t + 1] = act.f(z[t])
+        act.f_into(z[t], h[t + 1])  # h_t = sigma(z_t)
     hs = h[1:] if many_to_many else h[T]
     o = hs @ W_out.T + b2
     return Trajectory(u, h, v, z, o, out.f(o), act, out, mu, s, bool(many_to_many))
@@ -291,19 +302,23 @@ def adjoint(params, traj, delta_out):
     return _adjoint(params, traj, delta_out)
 
 
-def _adjoint(params, traj, delta_out, delta=None):
+def _adjoint(params, traj, delta_out, delta=None, ws=None):
+    """The adjoint sweep on validated arrays (see :func:`adjoint`); ``ws`` as in
+    :func:`_forward` (every array of the Adjoint but delta and delta_out, and the step buffer)."""
     U, W_out = params["U"], params["W_out"]
     xp = backend.xp()
-    T = traj.T
+    T, B, m = traj.z.shape
+    dt = traj.z.dtype
     mu = traj.mu
-    lam_z = traj.activation.grad(traj.z, traj.h[1:])  # sigma'(z_k), all k; times lam_k below
-    lam = xp.empty_like(traj.z)
-    lam_v = xp.empty_like(traj.z)
-    lam_in = xp.empty_like(traj.z)
+    lam_z = backend.empty((T, B, m), dt, ws, "momentum.lam_z")
+    traj.activation.grad_into(traj.z, traj.h[1:], lam_z)  # sigma'(z_k), all k; times lam_k below
+    lam = backend.empty((T, B, m), dt, ws, "momentum.lam")
+    lam_v = backend.empty((T, B, m), dt, ws, "momentum.lam_v")
+    lam_in = backend.empty((T, B, m), dt, ws, "momentum.lam_in")
     lam_v[T - 1] = 0.0  # v_T reaches nothing
     if traj.many_to_many:
-        lam[:] = delta_out @ W_out  # W_out^T g_k, every k at once
-        rec = xp.empty_like(lam[0])
+        xp.matmul(delta_out, W_out, out=lam)  # W_out^T g_k, every k at once
+        rec = backend.empty((B, m), dt, ws, "momentum.rec")  # U^T lam_z_{k+1}
     else:
         xp.matmul(delta_out, W_out, out=lam[T - 1])
     for k in range(T - 1, 0, -1):  # lam[k] is lam_{k+1}, complete
@@ -316,8 +331,8 @@ def _adjoint(params, traj, delta_out, delta=None):
         xp.multiply(lam_in[k], mu, out=lam_v[k - 1])  # lam_v_k = mu lam_in_{k+1}
     lam_z[0] *= lam[0]
     xp.add(lam_z[0], lam_v[0], out=lam_in[0])
-    lam0 = lam_z[0] @ U
-    lam_v0 = mu * lam_in[0]
+    lam0 = xp.matmul(lam_z[0], U, out=backend.empty((B, m), dt, ws, "momentum.lam0"))
+    lam_v0 = xp.multiply(lam_in[0], mu, out=backend.empty((B, m), dt, ws, "momentum.lam_v0"))
     return Adjoint(lam, lam0, lam_v, lam_v0, lam_z, lam_in, delta, delta_out)
 
 
@@ -356,11 +371,17 @@ class Sweep:
 
 
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-         activation="tanh", mu=0.6, s=0.6):
-    """F = batch mean of F_b (forward only; the function finite differences check)."""
-    traj = forward(params, u, state0, output, many_to_many, activation, mu, s)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+         activation="tanh", mu=0.6, s=0.6, workspace=True):
+    """F = batch mean of F_b (forward only; the function finite differences check).
+
+    ``workspace`` as in :func:`loss_and_grad` (the trajectory lives there; F is fresh).
+    """
+    mu, s = check_hyper(mu, s)
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        traj = _forward(params, u, state0, activation, output, many_to_many, mu, s, ws)
+        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
+        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -369,27 +390,50 @@ def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=
 
     ``u`` (T, B, p); ``y``: (B, l) (or (B,) when l = 1, integer labels (B,) for cross_entropy);
     many-to-many: (T, B, l) or (T, B). ``state0``: {"h0": (B,m) or (m,), "v0": ...} or None.
+    Every array of the Sweep is the caller's own (no workspace).
     """
     mu, s = check_hyper(mu, s)
-    params = check_params(params)
-    traj = _forward(params, u, state0, activation, output, many_to_many, mu, s)
+    return _sweep(check_params(params), u, y, state0, output, loss, many_to_many, activation,
+                  mu, s)
+
+
+def _sweep(params, u, y, state0, output, loss, many_to_many, activation, mu, s, ws=None):
+    """:func:`sweep` on validated ``params``, ``mu``, ``s``: trajectory and adjoints in workspace
+    ``ws`` (if any), the loss and the gradients always fresh."""
+    traj = _forward(params, u, state0, activation, output, many_to_many, mu, s, ws)
     head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
     F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
     delta_out = head.delta_out(traj.o, traj.yhat, Y)
     with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
         delta = head.delta(traj.o, traj.yhat, Y)  # inspection only
-    adj = _adjoint(params, traj, delta_out, delta)
+    adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = gradients(traj, adj)
-    B = traj.B
-    return Sweep(F_b.mean(), F_b, traj, adj, grads, {"h0": -adj.lam0 / B, "v0": -adj.lam_v0 / B},
-                 Y, head)
+    gs0 = {"h0": _state_grad(adj.lam0, ws, "momentum.grad_h0"),
+           "v0": _state_grad(adj.lam_v0, ws, "momentum.grad_v0")}
+    return Sweep(F_b.mean(), F_b, traj, adj, grads, gs0, Y, head)
+
+
+def _state_grad(lam0, ws, name):
+    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
+    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
+    g /= lam0.shape[0]
+    return g
 
 
 def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-                  activation="tanh", mu=0.6, s=0.6):
-    """``(F, grads)``: the batch-mean loss and its exact gradient (BPTT through (h, v))."""
-    sw = sweep(params, u, y, state0, output, loss, many_to_many, activation, mu, s)
-    return sw.F, sw.grads
+                  activation="tanh", mu=0.6, s=0.6, workspace=True):
+    """``(F, grads)``: the batch-mean loss and its exact gradient (BPTT through (h, v)).
+
+    ``workspace``: where the trajectory, the adjoints and the temporaries live between calls
+    (:class:`~manualgrad.backend.Workspace`; True: the calling thread's default, False: fresh
+    arrays). F and grads are always the caller's own arrays; results are bit for bit the same
+    either way. For the trajectory and the adjoints themselves use :func:`sweep`.
+    """
+    mu, s = check_hyper(mu, s)
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        sw = _sweep(params, u, y, state0, output, loss, many_to_many, activation, mu, s, ws)
+        return sw.F, sw.grads
 
 
 # --------------------------------------------------------------------------------------------

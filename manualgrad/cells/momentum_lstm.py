@@ -26,9 +26,14 @@ Differences from the authors' code (``MomentumLSTMCell``): there ``x2h`` has its
 the momentum, v_t = mu v_{t-1} + s (W_x u_t + b_x), and the gates are chunked in the order
 i, f, g, o; here the one bias b sits outside, a_t = W_h h_{t-1} + v_t + b, and the row order is
 the lecture's i, f, o, g. See docs/lstm.md.
+
+:func:`loss_and_grad` and :func:`loss` take ``workspace=`` as in :mod:`manualgrad.cells.lstm`:
+trajectory, adjoints and temporaries (v and lam_v included) live in a
+:class:`~manualgrad.backend.Workspace`; F and the gradients are always fresh arrays.
 """
 from __future__ import annotations
 
+from .. import backend
 from . import lstm
 from .lstm import check_momentum, check_params
 
@@ -59,10 +64,13 @@ def forward(params, u, state0=None, output="sigmoid", many_to_many=False, mu=DEF
 
 
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-         mu=DEFAULT_MU, s=DEFAULT_S):
-    """F = batch mean of the per-example losses (forward only)."""
+         mu=DEFAULT_MU, s=DEFAULT_S, workspace=True):
+    """F = batch mean of the per-example losses (forward only); ``workspace`` as in
+    :func:`loss_and_grad` (the trajectory lives there; F is fresh)."""
     mom = check_momentum(mu, s)
-    return lstm._loss(check_params(params), u, y, state0, output, loss, many_to_many, mom)
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        return lstm._loss(params, u, y, state0, output, loss, many_to_many, mom, ws)
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -70,14 +78,23 @@ def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=
     """Forward, loss, BPTT through (h, c, v) and gradients; a :class:`~manualgrad.cells.lstm.Sweep`.
 
     ``adj.lam_v`` (T, B, 4m) and ``adj.lam_v0`` (B, 4m) are the velocity adjoints;
-    ``grad_state0`` = {"h0": (B, m), "c0": (B, m), "v0": (B, 4m)}.
+    ``grad_state0`` = {"h0": (B, m), "c0": (B, m), "v0": (B, 4m)}. Every array of the Sweep is
+    the caller's own (no workspace).
     """
     mom = check_momentum(mu, s)
     return lstm._sweep(check_params(params), u, y, state0, output, loss, many_to_many, mom)
 
 
 def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
-                  mu=DEFAULT_MU, s=DEFAULT_S):
-    """``(F, grads)``: the batch-mean loss and its exact gradient (keys W, b, W_out, b2)."""
-    sw = sweep(params, u, y, state0, output, loss, many_to_many, mu, s)
-    return sw.F, sw.grads
+                  mu=DEFAULT_MU, s=DEFAULT_S, workspace=True):
+    """``(F, grads)``: the batch-mean loss and its exact gradient (keys W, b, W_out, b2).
+
+    ``workspace``: where the trajectory, the adjoints and the temporaries live between calls
+    (:class:`~manualgrad.backend.Workspace`; True: the calling thread's default, False: fresh
+    arrays). F and grads are always the caller's own arrays, bit for bit the same either way.
+    """
+    mom = check_momentum(mu, s)
+    params = check_params(params)
+    with backend.workspace_scope(workspace) as ws:
+        sw = lstm._sweep(params, u, y, state0, output, loss, many_to_many, mom, ws)
+        return sw.F, sw.grads
