@@ -349,8 +349,9 @@ def _trajectory(u, h, c, a, gates, tc, W_out, b2, out, many_to_many, v, momentum
 def _adjoint(params, traj, delta_out, delta=None, ws=None):
     """BPTT through (h, c[, v]) backwards in time, k = T..1 (module docstring); an :class:`Adjoint`.
 
-    Everything known from the forward trajectory (gate derivatives and the factors they meet)
-    is formed for all steps at once; the loop does one (B, 4m) @ (4m, m) product per step.
+    Per step: the gate derivatives and the factors they meet (known from the forward
+    trajectory, formed on the step's rows while they are in cache), then one (B, 4m) @ (4m, m)
+    product.
     ``ws`` as in :func:`_forward` (every array of the Adjoint but delta and delta_out, and oD,
     W_h and the step buffers).
     """
@@ -363,22 +364,8 @@ def _adjoint(params, traj, delta_out, delta=None, ws=None):
     m2, m3 = 2 * m, 3 * m
     G = traj.gates
     i, f, o, g = (G[..., j * m:(j + 1) * m] for j in range(4))
-    # lam_z starts as the factor each gate block of zeta_k multiplies (cbar_k, or lam_k for o):
-    #   i: g o sigmoid'(a_i)  f: c_{k-1} o sigmoid'(a_f)  o: tanh c_k o sigmoid'(a_o)  g: i o tanh'(a_g)
     lam_z = backend.empty((T, B, 4 * m), dt, ws, "lstm.lam_z")
-    xp.subtract(1.0, G, out=lam_z)  # contiguous: G (1 - G) = sigmoid' for i, f, o ...
-    lam_z *= G
-    gd = lam_z[..., m3:]  # ... and tanh' = 1 - g^2 for g
-    xp.multiply(g, g, out=gd)
-    xp.subtract(1.0, gd, out=gd)
-    lam_z[..., :m] *= g
-    lam_z[..., m:m2] *= traj.c[:-1]
-    lam_z[..., m2:m3] *= traj.tc
-    lam_z[..., m3:] *= i
-    oD = backend.empty((T, B, m), dt, ws, "lstm.oD")
-    xp.multiply(traj.tc, traj.tc, out=oD)  # dh_k/dc_k = o_k o (1 - tanh^2 c_k), all k
-    xp.subtract(1.0, oD, out=oD)
-    oD *= o
+    oD = backend.empty((B, m), dt, ws, "lstm.oD")  # dh_k/dc_k, step k's
     W_h = _W_h(W, m, ws)
     lam, lam_c, cbar = _head_adjoint(traj, delta_out, W_out, ws)
     rec = backend.empty((B, m), dt, ws, "lstm.rec_back")  # W_h^T zeta_k
@@ -390,9 +377,22 @@ def _adjoint(params, traj, delta_out, delta=None, ws=None):
         lam_v[T - 1] = 0.0
         gv = backend.empty((B, 4 * m), dt, ws, "lstm.gv")  # zeta_k + lam_v_k
     for t in range(T - 1, -1, -1):  # step k = t + 1; lam[t], lam_c[t] (and lam_v[t]) are complete
-        xp.multiply(lam[t], oD[t], out=cbar[t])
+        z = lam_z[t]  # (B, 4m): first the factor each gate block of zeta_k multiplies
+        #   i: g o sigmoid'(a_i)  f: c_{k-1} o sigmoid'(a_f)  o: tanh c_k o sigmoid'(a_o)  g: i o tanh'(a_g)
+        xp.subtract(1.0, G[t], out=z)  # contiguous: G (1 - G) = sigmoid' for i, f, o ...
+        z *= G[t]
+        gd = z[:, m3:]  # ... and tanh' = 1 - g^2 for g
+        xp.multiply(g[t], g[t], out=gd)
+        xp.subtract(1.0, gd, out=gd)
+        z[:, :m] *= g[t]
+        z[:, m:m2] *= traj.c[t]
+        z[:, m2:m3] *= traj.tc[t]
+        z[:, m3:] *= i[t]
+        xp.multiply(traj.tc[t], traj.tc[t], out=oD)  # dh_k/dc_k = o_k o (1 - tanh^2 c_k)
+        xp.subtract(1.0, oD, out=oD)
+        oD *= o[t]
+        xp.multiply(lam[t], oD, out=cbar[t])
         cbar[t] += lam_c[t]
-        z = lam_z[t]  # (B, 4m), becomes zeta_k
         z4 = z.reshape(B, 4, m)  # a view: gate blocks i, f, o, g
         z4[:, :2] *= cbar[t][:, None, :]  # i, f
         z4[:, 2] *= lam[t]  # o

@@ -34,6 +34,14 @@ so that dL/dtheta = a_theta(t0) = -int_{t1}^{t0} a df/dtheta dt and dL/dz0 = a(t
 reconstructed backward, no forward trajectory is stored: memory does not grow with the number of
 steps. It is the gradient of the exact flow up to the solver's error O(h^p) (it differs from the
 discrete adjoint by that much; tests measure the order).
+
+**Workspaces.** Both sweeps allocate their arrays once per call -- the recomputed stage states,
+the stage adjoints, the augmented state and the solver's stages -- and the field writes into them
+(``f_into``/``vjp_into``). With ``workspace=`` (a :class:`~manualgrad.backend.Workspace`, or True
+for the thread's default) those arrays are reused from call to call, so that a training loop
+allocates nothing after its first step. What the functions return (a0, the gradients, z0 and,
+with ``record=True``, the trajectories) is always the caller's own: a workspace holds only what
+stays inside a call.
 """
 from __future__ import annotations
 
@@ -41,7 +49,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import backend
-from .._validate import float_array, integer, number
+from .._validate import float_array
 from . import solvers as _solvers
 
 __all__ = ["discrete_adjoint", "continuous_adjoint", "AdjointResult", "zeros_like_params"]
@@ -73,15 +81,20 @@ def _accumulate(grads, g):
         grads[k] += v
 
 
-def discrete_adjoint(field, sol, theta, a1):
+def discrete_adjoint(field, sol, theta, a1, workspace=True):
     """Reverse-mode gradient of the computed solution ``sol`` (solved with ``record=True``).
 
     Parameters
     ----------
-    field : the vector field ``sol`` was computed with (``f`` and ``vjp``).
+    field : the vector field ``sol`` was computed with (``f`` and ``vjp``; ``f_into`` and
+        ``vjp_into`` when it has them).
     sol : :class:`~manualgrad.ode.solvers.Solution` with ``sol.zs`` (record=True).
     theta : the parameters ``sol`` was computed with.
     a1 : (B, n) dL/dz(t1), rows are examples.
+    workspace : where the recomputed stage states, the stage adjoints and the temporaries live
+        between calls (a :class:`~manualgrad.backend.Workspace`; True: the calling thread's
+        default; False: fresh arrays). a0 and grads are always the caller's own arrays; the
+        numbers are bit for bit the same either way.
 
     Returns ``(a0, grads)``: a0 = dL/dz0 (B, n) and grads = {name: dL/dtheta[name]} for every
     key of theta (exact zeros for parameters f does not use). Exact up to round-off: checked
@@ -89,6 +102,14 @@ def discrete_adjoint(field, sol, theta, a1):
     step sizes are constants (the gradient of the replayed grid ``odeint_grid(.., sol.ts, ..)``).
     Cost: per step s - 1 evaluations of f (to recompute the stage states) and s of vjp.
     """
+    with backend.workspace_scope(workspace) as ws:
+        a0, grads = _discrete_adjoint(field, sol, theta, a1, ws)
+        return _solvers._fresh(a0, ws), grads
+
+
+def _discrete_adjoint(field, sol, theta, a1, ws=None):
+    """:func:`discrete_adjoint` with its arrays in workspace ``ws`` (None: fresh): the returned
+    a0 is then a workspace buffer (copy it before returning it); grads are always new arrays."""
     if not isinstance(sol, _solvers.Solution):
         raise TypeError("sol must be a Solution from odeint/odeint_grid, got %s"
                         % type(sol).__name__)
@@ -99,36 +120,52 @@ def discrete_adjoint(field, sol, theta, a1):
     check = getattr(field, "check", None)
     if callable(check):
         theta = check(theta, sol.zs[0])
-    a = _check_cotangent(a1, sol.z1).copy()
-    grads = zeros_like_params(theta)
+    a1 = _check_cotangent(a1, sol.z1)
+    grads = zeros_like_params(theta)  # the result: dL/dtheta accumulates here
     s = tab.prop_stages
     A, b, c = tab.A, tab.b, tab.c
-    ts = sol.ts
-    for k in range(sol.steps - 1, -1, -1):
-        t, h, z = ts[k], ts[k + 1] - ts[k], sol.zs[k]
+    xp = backend.xp()
+    ws = _solvers._scratch(ws)
+    f_into, vjp_into = _solvers.f_into_of(field), _solvers.vjp_into_of(field)
+
+    # the arrays of the sweep, (B, n) rows of one block: the stage states Z_2..Z_s (Z_1 = z,
+    # the recorded state), K_1..K_{s-1} (K_s is not needed), the stage adjoints Zbar_1..Zbar_s,
+    # Kbar_i and one term of its sum, and dL/dz_{k+1}, dL/dz_k (they alternate)
+    rows = iter(backend.empty((3 * s + 2,) + tuple(a1.shape), a1.dtype, ws, "ode.dadj.rows"))
+    Zs = [next(rows) for _ in range(s - 1)]
+    Ks = [next(rows) for _ in range(s - 1)]
+    Zbars = [next(rows) for _ in range(s)]
+    kbar, term = next(rows), next(rows)
+    abars = (next(rows), next(rows))
+    g_stage = dict(zip(theta, _solvers._Layout(list(theta.values())).new(
+        ws, "ode.dadj.g").parts))  # the theta-gradients of one vjp
+    a = abars[0]
+    a[...] = a1
+    for step, k in enumerate(range(sol.steps - 1, -1, -1)):
+        t, h, z = sol.ts[k], sol.ts[k + 1] - sol.ts[k], sol.zs[k]
         # recompute the stage states Z_1..Z_s (Z_1 = z); K_s itself is not needed
-        Z, K = [z], []
+        Z = [z] + Zs
         for i in range(1, s):
-            K.append(field.f(t + c[i - 1] * h, Z[i - 1], theta))
-            Z.append(_solvers._combo((z,), h, A[i], [(kk,) for kk in K])[0])
+            f_into(t + c[i - 1] * h, Z[i - 1], theta, Ks[i - 1], ws)
+            _solvers._lincomb(Z[i], z, h, A[i], Ks[:i], term)
         Zbar = [None] * s
-        a_in = a  # abar' = dL/dz_{k+1}
-        a = a_in.copy()
+        a_in, a = a, abars[(step + 1) % 2]  # abar' = dL/dz_{k+1}; abar = dL/dz_k
+        a[...] = a_in
         for i in range(s - 1, -1, -1):
-            kbar = None
+            # Kbar_i = h (b_i abar' + sum_{l>i} A_li Zbar_l)
+            kb = None
             if b[i] != 0:
-                kbar = a_in * (h * b[i])
+                kb = xp.multiply(a_in, h * b[i], out=kbar)
             for l in range(i + 1, s):
                 w = A[l][i]
                 if w != 0 and Zbar[l] is not None:
-                    term = Zbar[l] * (h * w)
-                    if kbar is None:
-                        kbar = term
+                    if kb is None:
+                        kb = xp.multiply(Zbar[l], h * w, out=kbar)
                     else:
-                        kbar += term
-            if kbar is None:  # stage i influences nothing (not so in the registry's tableaux)
+                        kb += xp.multiply(Zbar[l], h * w, out=term)
+            if kb is None:  # stage i influences nothing (not so in the registry's tableaux)
                 continue
-            Zbar[i], g = field.vjp(t + c[i] * h, Z[i], theta, kbar)
+            Zbar[i], g = vjp_into(t + c[i] * h, Z[i], theta, kb, Zbars[i], g_stage, ws)
             _accumulate(grads, g)
             a += Zbar[i]
     return a, grads
@@ -159,12 +196,13 @@ class AdjointResult:
 
 
 def continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h=None,
-                       rtol=1e-6, atol=1e-8, max_steps=10_000, first_step=None, record=False):
+                       rtol=1e-6, atol=1e-8, max_steps=10_000, first_step=None, record=False,
+                       workspace=True):
     """BW Theorem 1: integrate [z, a, a_theta] backward from t1 to t0; no stored trajectory.
 
     Parameters
     ----------
-    field : vector field (``f`` and ``vjp``).
+    field : vector field (``f`` and ``vjp``; ``f_into`` and ``vjp_into`` when it has them).
     z1 : (B, n) the state at t1 (from the forward solve).
     theta : parameter mapping.
     a1 : (B, n) dL/dz(t1).
@@ -173,48 +211,61 @@ def continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h
         :func:`~manualgrad.ode.solvers.odeint` (fixed-step grid t_k = t0 + (t1-t0) k/N, walked
         from t1 down; dopri5 controls the error of all components of the augmented state).
     record : keep a and z at every backward grid time (``res.as_``, ``res.zs``).
+    workspace : where the augmented state, the solver's stages and the field's temporaries live
+        between calls (a :class:`~manualgrad.backend.Workspace`; True: the calling thread's
+        default; False: fresh arrays). The result's arrays are always the caller's own; with
+        ``record=True`` (a trajectory the caller asked for) no workspace is used at all. The
+        numbers are bit for bit the same either way.
 
     Returns an :class:`AdjointResult`: ``a0`` = dL/dz0, ``grads`` = dL/dtheta (BW eq. (11)),
     ``z0`` reconstructed, NFE counts. Memory: the augmented state and the solver's stages,
     independent of the number of steps (with record=False).
     """
+    with backend.workspace_scope(False if record else workspace) as ws:
+        res = _continuous_adjoint(field, z1, theta, a1, t0, t1, solver, steps, h, rtol, atol,
+                                  max_steps, first_step, record, ws)
+        res.a0, res.z0 = _solvers._fresh(res.a0, ws), _solvers._fresh(res.z0, ws)
+        res.grads = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}
+        return res
+
+
+def _continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h=None,
+                        rtol=1e-6, atol=1e-8, max_steps=10_000, first_step=None, record=False,
+                        ws=None):
+    """:func:`continuous_adjoint` with its arrays in workspace ``ws`` (None: fresh): a0, grads
+    and z0 of the result are then workspace buffers (copy what you return)."""
     tab = _solvers.get_solver(solver)
     t0, t1 = _solvers.check_interval(t0, t1, "continuous_adjoint")
     z1, theta = _solvers._prepare(field, z1, theta)
     a1 = _check_cotangent(a1, z1)
     keys = list(theta.keys())
     counted = _solvers.Counted(field)
-    shape = tuple(z1.shape)
+    f_into, vjp_into = counted.f_into, counted.vjp_into
+    xp = backend.xp()
 
-    def fun(t, y):
+    def fun(t, y, out, ws):
+        """The augmented dynamics (dz/dt, da/dt, da_theta/dt) = (f, -a df/dz, -a df/dtheta),
+        written into the state tuple ``out``; the field's temporaries from ``ws``."""
         z, a = y[0], y[1]
-        dz = counted.f(t, z, theta)
-        if tuple(getattr(dz, "shape", ())) != shape:
-            raise ValueError("field.f returned shape %s, expected the state's shape %s"
-                             % (tuple(getattr(dz, "shape", ())), shape))
-        az, ath = counted.vjp(t, z, theta, a)
+        f_into(t, z, theta, out[0], ws)
+        az, ath = vjp_into(t, z, theta, a, out[1], dict(zip(keys, out[2:])), ws)
         extra = [k for k in ath if k not in theta]
         if extra:
             raise ValueError("field.vjp returned gradients for %s, not keys of theta" % extra)
-        return (dz, -az) + tuple(-ath[k] for k in keys)
+        xp.negative(az, out=out[1])
+        for k, o in zip(keys, out[2:]):
+            xp.negative(ath[k], out=o)
+        return out
 
-    zeros = zeros_like_params(theta)  # a_theta(t1) = 0
-    y1 = (z1, a1) + tuple(zeros[k] for k in keys)
-    if tab.adaptive:
-        if steps is not None or h is not None:
-            raise ValueError("solver %r is adaptive (rtol/atol error control): steps=/h= are not "
-                             "accepted (got steps=%r, h=%r)" % (tab.name, steps, h))
-        rtol = number(rtol, "rtol", positive=True)
-        atol = number(atol, "atol", positive=True)
-        max_steps = integer(max_steps, "max_steps", minimum=1)
-        first_step = number(first_step, "first_step", positive=True, allow_none=True)
-        y, ts, ys, _, acc, rej = _solvers.integrate(
-            fun, y1, tab, None, t1, t0, rtol, atol, max_steps, first_step, record,
-            what="continuous_adjoint (backward from t1 to t0)")
-    else:
-        grid = _solvers.fixed_grid(t0, t1, steps, h, tab.name)[::-1]
-        y, ts, ys, _, acc, rej = _solvers.integrate(
-            fun, y1, tab, grid, record=record, what="continuous_adjoint (backward from t1 to t0)")
+    a_theta1 = _solvers._Layout(list(theta.values())).new(ws, "ode.adj.a_theta1")
+    for flat in a_theta1.flats:
+        flat.fill(0)  # a_theta(t1) = 0
+    y1 = (z1, a1) + a_theta1.parts
+    grid, rtol, atol, max_steps, first_step = _solvers._settings(
+        tab, t0, t1, steps, h, rtol, atol, max_steps, first_step)
+    y, ts, ys, _, acc, rej = _solvers._integrate(
+        fun, y1, tab, None if grid is None else grid[::-1], t1, t0, rtol, atol, max_steps,
+        first_step, record, "continuous_adjoint (backward from t1 to t0)", ws, "ode.adj")
     grads = {k: y[2 + i] for i, k in enumerate(keys)}
     return AdjointResult(
         a0=y[1], grads=grads, z0=y[0], nfe=counted.nfe, nvjp=counted.nvjp, steps=acc,

@@ -35,6 +35,10 @@ which mirrors :func:`manualgrad.ode.node.loss_and_grad` (same readout W_out, b_o
     F, grads, info = hbnode.loss_and_grad(P, h0, m0, y, solver="rk4", steps=20,
                                           method="discrete")   # or "continuous"
     info["grad_h0"], info["grad_m0"]                            # dF/dh0, dF/dm0 (B, n)
+
+As in node, :func:`loss_and_grad` and :func:`loss` keep z0, the solves' arrays and the field's
+temporaries (:meth:`HBNODEField.f_into`, :meth:`HBNODEField.vjp_into`) in a workspace
+(``workspace=True``: the thread's default); what they return is always the caller's own.
 """
 from __future__ import annotations
 
@@ -159,12 +163,45 @@ class HBNODEField:
     def _pre(self, h, theta):
         return h @ theta["theta1"].T + theta["b1"]
 
+    def _gamma_into(self, theta, ws):
+        """gamma for :meth:`f_into`/:meth:`vjp_into`: the fixed float, or sigmoid(gamma_raw)
+        computed into an array (1,) from workspace ``ws`` (None: a new one)."""
+        if self.gamma is not None:
+            return self.gamma
+        if "gamma_raw" not in theta:
+            return _gamma(theta, None)  # raises, naming the missing key
+        xp = backend.xp()
+        x = theta["gamma_raw"]
+        g = xp.multiply(x, 0.5, out=backend.empty(tuple(x.shape), x.dtype, ws, "hbnode.gamma"))
+        g = xp.tanh(g, out=g)
+        g += 1.0
+        g *= 0.5  # 0.5 (1 + tanh(x / 2)) = sigmoid(x), as _sigmoid computes it
+        return g
+
     def f(self, t, z, theta):
         """dz/dt = [m, -gamma m + theta2 sigma(theta1 h + b1) + b2], shape (B, 2n) (BW eq. 13)."""
+        return self.f_into(t, z, theta)
+
+    def f_into(self, t, z, theta, out=None, ws=None):
+        """:meth:`f` written into ``out`` (B, 2n) (None: a new array); returns it. Temporaries
+        come from workspace ``ws`` (None: fresh arrays)."""
+        xp = backend.xp()
+        th1, th2 = theta["theta1"], theta["theta2"]
         h, m = split(z)
-        g = self.gamma_of(theta)
-        fh = self.act.f(self._pre(h, theta)) @ theta["theta2"].T + theta["b2"]
-        return backend.xp().concatenate([m, fh - g * m], axis=1)
+        B, n, H = z.shape[0], th2.shape[0], th1.shape[0]
+        dt = _solvers._result_dtype(z, th1)
+        g = self._gamma_into(theta, ws)
+        u, s, fh, gm = _solvers.temporaries(ws, "hbnode.f", ((B, H), (B, H), (B, n), (B, n)), dt)
+        u = xp.matmul(h, th1.T, out=u)
+        u += theta["b1"]
+        s = self.act.f_into(u, s)
+        fh = xp.matmul(s, th2.T, out=fh)
+        fh += theta["b2"]  # f(h) = theta2 sigma(theta1 h + b1) + b2
+        if out is None:
+            out = backend.empty((B, 2 * n), dt)
+        out[:, :n] = m  # dh/dt = m
+        xp.subtract(fh, xp.multiply(m, g, out=gm), out=out[:, n:])  # dm/dt = f(h) - gamma m
+        return out
 
     def f_h(self, t, h, theta):
         """f(h) = theta2 sigma(theta1 h + b1) + b2, (B, n): the force of BW HBNODE eq. (12)."""
@@ -178,23 +215,48 @@ class HBNODEField:
         d/dtheta2 = a_m^T sigma(u), d/db2 = sum_b a_m, d/dgamma = -sum_b a_m . m and
         d/dgamma_raw = d/dgamma * gamma (1 - gamma). Parameters f does not use get exact zeros.
         """
+        return self.vjp_into(t, z, theta, a)
+
+    def vjp_into(self, t, z, theta, a, out_z=None, out_theta=None, ws=None):
+        """:meth:`vjp` written into ``out_z`` (B, 2n) and ``out_theta`` ({name: array} for every
+        key of theta; None: new arrays, each in its parameter's dtype); returns them.
+        Temporaries come from workspace ``ws`` (None: fresh arrays)."""
         xp = backend.xp()
+        th1, th2 = theta["theta1"], theta["theta2"]
         h, m = split(z)
         a_h, a_m = split(a)
-        g = self.gamma_of(theta)
-        u = self._pre(h, theta)
-        s = self.act.f(u)
-        delta = (a_m @ theta["theta2"]) * self.act.grad(u, s)
-        a_z = xp.concatenate([delta @ theta["theta1"], a_h - g * a_m], axis=1)
-        grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
-        grads["theta1"] = delta.T @ h
-        grads["b1"] = delta.sum(axis=0)
-        grads["theta2"] = a_m.T @ s
-        grads["b2"] = a_m.sum(axis=0)
+        B, n, H = z.shape[0], th2.shape[0], th1.shape[0]
+        dt = _solvers._result_dtype(z, th1)
+        g = self._gamma_into(theta, ws)
+        u, s, delta, sp, a_m_J, gam, a_m_m, d_gamma = _solvers.temporaries(
+            ws, "hbnode.vjp", ((B, H),) * 4 + ((B, n),) * 3 + ((),), dt)
+        u = xp.matmul(h, th1.T, out=u)
+        u += theta["b1"]
+        s = self.act.f_into(u, s)
+        delta = xp.matmul(a_m, th2, out=delta)
+        delta *= self.act.grad_into(u, s, sp)  # delta = (a_m theta2) o sigma'(u)
+        if out_z is None:
+            out_z = backend.empty((B, 2 * n), dt)
+        out_z[:, :n] = xp.matmul(delta, th1, out=a_m_J)
+        xp.subtract(a_h, xp.multiply(a_m, g, out=gam), out=out_z[:, n:])
+        # a dF/dz = [a_m J, a_h - gamma a_m]
+        if out_theta is None:
+            out_theta = {k: backend.empty(tuple(v.shape), v.dtype) for k, v in theta.items()}
+        for k, v in out_theta.items():
+            if k not in FIELD_NAMES and (k != "gamma_raw" or not self.learn_gamma):
+                v.fill(0)  # keys the field does not use get exact zeros
+        xp.matmul(delta.T, h, out=out_theta["theta1"])
+        delta.sum(axis=0, out=out_theta["b1"])
+        xp.matmul(a_m.T, s, out=out_theta["theta2"])
+        a_m.sum(axis=0, out=out_theta["b2"])
         if self.learn_gamma:
-            d_gamma = -(a_m * m).sum()
-            grads["gamma_raw"] = d_gamma * g * (1.0 - g)
-        return a_z, grads
+            a_m_m = xp.multiply(a_m, m, out=a_m_m)
+            d_gamma = xp.negative(a_m_m.sum(out=d_gamma), out=d_gamma)
+            # dL/dgamma = -sum_b a_m . m
+            r = xp.multiply(d_gamma, g, out=out_theta["gamma_raw"])
+            r *= xp.subtract(1.0, g, out=backend.empty(tuple(g.shape), g.dtype, ws,
+                                                       "hbnode.one_minus_gamma"))
+        return out_z, out_theta
 
     def jvp(self, t, z, theta, v):
         """(dF/dz) v = [v_m, J v_h - gamma v_m], (B, 2n), for tangents v = [v_h, v_m]."""
@@ -316,17 +378,24 @@ def _field_for(field, activation, gamma, learn_gamma, params):
     return HBNODEField(activation, learn_gamma, gamma)
 
 
-def _state(h0, m0):
-    """z0 = [h0, m0] (B, 2n); m0 None means zeros (the HBNODE authors' default)."""
+def _state(h0, m0, ws=None):
+    """z0 = [h0, m0] (B, 2n); m0 None means zeros (the HBNODE authors' default). From workspace
+    ``ws`` (None: a new array)."""
     h0 = float_array(h0, "h0", ndim=2, axes=("B", "n"))
-    if m0 is None:
-        m0 = backend.xp().zeros_like(h0)
-    else:
+    if m0 is not None:
         m0 = float_array(m0, "m0", ndim=2, axes=("B", "n"))
         if tuple(m0.shape) != tuple(h0.shape):
             raise ValueError("m0 must have the shape of h0 %s (B, n), got %s"
                              % (tuple(h0.shape), tuple(m0.shape)))
-    return backend.xp().concatenate([h0, m0], axis=1)
+    B, n = h0.shape
+    dt = h0.dtype if m0 is None else backend.xp().result_type(h0.dtype, m0.dtype)
+    z0 = backend.empty((B, 2 * n), dt, ws, "hbnode.z0")
+    z0[:, :n] = h0
+    if m0 is None:
+        z0[:, n:] = 0.0
+    else:
+        z0[:, n:] = m0
+    return z0
 
 
 def check_params(params, z0, field):
@@ -350,11 +419,14 @@ def check_params(params, z0, field):
     return P
 
 
-def _solve(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record):
+def _solve(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record,
+           ws=None):
+    """The forward solve (``odeint``, or ``odeint_grid`` over ``grid``), its arrays in workspace
+    ``ws`` (None: fresh)."""
     if grid is not None:
-        return _solvers.odeint_grid(field, z0, P, grid, solver, record=record)
-    return _solvers.odeint(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                           record=record)
+        return _solvers._odeint_grid(field, z0, P, grid, solver, record=record, ws=ws)
+    return _solvers._odeint(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                            record=record, ws=ws)
 
 
 def forward(params, h0, m0=None, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
@@ -364,34 +436,44 @@ def forward(params, h0, m0=None, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
 
     h0, m0: (B, n) (m0 None: zeros). ``learn_gamma=None``: True iff params has ``gamma_raw``;
     otherwise gamma is the fixed ``gamma``. ``grid``: step over this host grid with ``solver``
-    (``odeint_grid``; replays e.g. a dopri5 solve's ``info["ts"]``).
+    (``odeint_grid``; replays e.g. a dopri5 solve's ``info["ts"]``). The Solution's arrays are
+    the caller's own (no workspace: it returns the trajectory).
     """
+    return _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
+                    gamma, learn_gamma, field, grid, record)
+
+
+def _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation, gamma,
+             learn_gamma, field, grid, record, ws=None):
+    """:func:`forward` with z0 and the solve's arrays in workspace ``ws`` (None: fresh)."""
     fld = _field_for(field, activation, gamma, learn_gamma, params)
-    z0 = _state(h0, m0)
+    z0 = _state(h0, m0, ws)
     P = check_params(params, z0, fld)
-    return _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record)
+    return _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record, ws)
 
 
 def loss(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
          atol=1e-8, max_steps=10_000, activation="tanh", gamma=0.5, learn_gamma=None,
-         output="identity", loss="mse", field=None, grid=None):
+         output="identity", loss="mse", field=None, grid=None, workspace=True):
     """F = batch mean of head(readout(h(T)), y) (forward only; what finite differences check).
 
-    Arguments as in :func:`loss_and_grad`.
+    Arguments as in :func:`loss_and_grad` (``workspace``: where z0 and the solver's states and
+    stages live; F is the caller's own).
     """
-    sol = forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-                  gamma, learn_gamma, field, grid, record=False)
-    hT, _ = split(sol.z1)
-    o = _node.readout(params, hT)
-    head, Y = losses.head_and_targets(output, loss, o, y)
-    return head.value(o, head.output.f(o), Y).mean()
+    with backend.workspace_scope(workspace) as ws:
+        sol = _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                       activation, gamma, learn_gamma, field, grid, False, ws)
+        hT, _ = split(sol.z1)
+        o = _node.readout(params, hT)
+        head, Y = losses.head_and_targets(output, loss, o, y)
+        return head.value(o, head.output.f(o), Y).mean()
 
 
 def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
                   method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, activation="tanh",
                   gamma=0.5, learn_gamma=None, output="identity", loss="mse", field=None,
                   adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None,
-                  adjoint_atol=None):
+                  adjoint_atol=None, workspace=True):
     """``(F, grads, info)``: a loss on h(T) of the HBNODE and its gradient, two ways.
 
     Mirrors :func:`manualgrad.ode.node.loss_and_grad` (same head, readout and adjoint options).
@@ -409,6 +491,10 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
     activation, gamma, learn_gamma, field : the field, HBNODEField(activation, learn_gamma,
         gamma) unless given; learn_gamma None means "params has gamma_raw".
     output, loss : the head (default identity + mse).
+    workspace : where z0, the solves' states, stages and adjoints and the field's temporaries
+        live between calls (a :class:`~manualgrad.backend.Workspace`; True: the calling
+        thread's default; False: fresh arrays), as in node.loss_and_grad. F, grads and every
+        array of info are always the caller's own; bit for bit the same numbers either way.
 
     Returns
     -------
@@ -424,59 +510,65 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
         raise ValueError("method must be 'discrete' or 'continuous', got %r" % (method,))
     base = _field_for(field, activation, gamma, learn_gamma, params)
     fld = _solvers.Counted(base)
-    z0 = _state(h0, m0)
-    P = check_params(params, z0, base)
-    sol = _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
-                       record=(method == "discrete"))
-    nfe_forward = fld.nfe
-    hT, mT = split(sol.z1)
-    o = _node.readout(P, hT)
-    head, Y = losses.head_and_targets(output, loss, o, y)
-    yo = head.output.f(o)
-    F = head.value(o, yo, Y).mean()
-    B = hT.shape[0]
-    dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do (B, l)
-    readout_grads = {}
-    if "W_out" in P:
-        a_hT = dF_do @ P["W_out"]
-        readout_grads["W_out"] = dF_do.T @ hT
-        if "b_out" in P:
-            readout_grads["b_out"] = dF_do.sum(axis=0)
-    else:
-        a_hT = dF_do
-    aT = backend.xp().concatenate([a_hT, backend.xp().zeros_like(mT)], axis=1)  # L reads h only
-    theta = {k: v for k, v in P.items() if k not in _node.READOUT_NAMES}
-    fld.nfe = 0
-    if method == "discrete":
-        a0, g = _adjoint.discrete_adjoint(fld, sol, theta, aT)
-        steps_back = sol.steps
-    else:
-        asolver = solver if adjoint_solver is None else adjoint_solver
-        if _solvers.get_solver(asolver).adaptive:
-            kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                      atol=atol if adjoint_atol is None else adjoint_atol, max_steps=max_steps)
-        elif adjoint_steps is not None:
-            kw = dict(steps=adjoint_steps)
-        elif not _solvers.get_solver(solver).adaptive:
-            kw = dict(steps=steps, h=h)
+    with backend.workspace_scope(workspace) as ws:
+        z0 = _state(h0, m0, ws)
+        P = check_params(params, z0, base)
+        sol = _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
+                     (method == "discrete"), ws)
+        nfe_forward = fld.nfe
+        hT, mT = split(_solvers._fresh(sol.z1, ws))  # returned in info: the caller's own
+        o = _node.readout(P, hT)
+        head, Y = losses.head_and_targets(output, loss, o, y)
+        yo = head.output.f(o)
+        F = head.value(o, yo, Y).mean()
+        B = hT.shape[0]
+        dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do (B, l)
+        readout_grads = {}
+        if "W_out" in P:
+            a_hT = dF_do @ P["W_out"]
+            readout_grads["W_out"] = dF_do.T @ hT
+            if "b_out" in P:
+                readout_grads["b_out"] = dF_do.sum(axis=0)
         else:
-            raise ValueError("method='continuous' with a fixed-step adjoint_solver after an "
-                             "adaptive forward solve needs adjoint_steps=")
-        res = _adjoint.continuous_adjoint(fld, sol.z1, theta, aT, sol.t0, sol.t1, asolver, **kw)
-        a0, g = res.a0, res.grads
-        steps_back = res.steps
-    grads = dict(g)
-    grads.update(readout_grads)
-    grads = {k: grads[k] for k in params}
-    g_val = base.gamma_of(P)
-    g_val = float(backend.to_numpy(g_val).reshape(-1)[0]) if backend.is_array(g_val) else g_val
-    n = hT.shape[1]
-    grad_gamma = None
-    if "gamma_raw" in grads and getattr(base, "learn_gamma", False):
-        grad_gamma = float(backend.to_numpy(grads["gamma_raw"]).reshape(-1)[0]) / (
-            g_val * (1.0 - g_val))
-    info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_z0": a0, "hT": hT, "mT": mT,
-            "aT": aT, "gamma": g_val, "grad_gamma": grad_gamma, "nfe_forward": nfe_forward, "nfe_backward": fld.nfe,
-            "nvjp_backward": fld.nvjp, "steps_forward": sol.steps, "steps_backward": steps_back,
-            "ts": sol.ts, "method": method, "solver": sol.solver}
-    return F, grads, info
+            a_hT = dF_do
+        # L reads h only
+        aT = backend.xp().concatenate([a_hT, backend.xp().zeros_like(mT)], axis=1)
+        theta = {k: v for k, v in P.items() if k not in _node.READOUT_NAMES}
+        fld.nfe = 0
+        if method == "discrete":
+            a0, g = _adjoint._discrete_adjoint(fld, sol, theta, aT, ws)  # g: new arrays
+            steps_back = sol.steps
+        else:
+            asolver = solver if adjoint_solver is None else adjoint_solver
+            if _solvers.get_solver(asolver).adaptive:
+                kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                          atol=atol if adjoint_atol is None else adjoint_atol,
+                          max_steps=max_steps)
+            elif adjoint_steps is not None:
+                kw = dict(steps=adjoint_steps)
+            elif not _solvers.get_solver(solver).adaptive:
+                kw = dict(steps=steps, h=h)
+            else:
+                raise ValueError("method='continuous' with a fixed-step adjoint_solver after an "
+                                 "adaptive forward solve needs adjoint_steps=")
+            res = _adjoint._continuous_adjoint(fld, sol.z1, theta, aT, sol.t0, sol.t1, asolver,
+                                               ws=ws, **kw)
+            a0, steps_back = res.a0, res.steps
+            g = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}  # a_theta(t0)
+        a0 = _solvers._fresh(a0, ws)
+        grads = dict(g)
+        grads.update(readout_grads)
+        grads = {k: grads[k] for k in params}
+        g_val = base.gamma_of(P)
+        g_val = float(backend.to_numpy(g_val).reshape(-1)[0]) if backend.is_array(g_val) else g_val
+        n = hT.shape[1]
+        grad_gamma = None
+        if "gamma_raw" in grads and getattr(base, "learn_gamma", False):
+            grad_gamma = float(backend.to_numpy(grads["gamma_raw"]).reshape(-1)[0]) / (
+                g_val * (1.0 - g_val))
+        info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_z0": a0, "hT": hT, "mT": mT,
+                "aT": aT, "gamma": g_val, "grad_gamma": grad_gamma, "nfe_forward": nfe_forward,
+                "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp, "steps_forward": sol.steps,
+                "steps_backward": steps_back, "ts": sol.ts, "method": method,
+                "solver": sol.solver}
+        return F, grads, info

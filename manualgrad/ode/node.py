@@ -32,6 +32,13 @@ adjoint row a(t) = dL/dh(t) solves da/dt = -a A, so
 
 (for the gradient as a column, a(t)^T = expm(A^T (T - t)) a(T)^T). :func:`lemma1_adjoint`
 evaluates it on the backend (matrix exponential by scaling and squaring, :func:`expm`).
+
+:func:`loss_and_grad` and :func:`loss` take ``workspace=`` (default True: the calling thread's
+:class:`~manualgrad.backend.Workspace`): the solver's states and stages, the recorded trajectory,
+the adjoints and the field's temporaries (:meth:`NODEField.f_into`, :meth:`NODEField.vjp_into`)
+are reused from call to call; F, the gradients and every array of ``info`` are the caller's own,
+bit for bit the same as without a workspace. :func:`forward` returns the trajectory and takes
+none.
 """
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ PARAM_NAMES = ("theta1", "b1", "theta2", "b2")
 """The field's parameters (``theta1_t`` is added with time_input=True)."""
 
 READOUT_NAMES = ("W_out", "b_out")
+
+_GRAD_NAMES = frozenset(PARAM_NAMES + ("theta1_t",))  # the keys NODEField.vjp can make nonzero
 
 
 # ============================================================================ the field
@@ -103,41 +112,82 @@ class NODEField:
         return out
 
     # ---------------------------------------------------------------- f, vjp, jvp
-    def _pre(self, t, z, theta):
-        u = z @ theta["theta1"].T
+    def _pre_into(self, t, z, theta, u, ws=None):
+        """u = theta1 h + b1 [+ theta1_t t] (rows: z theta1^T + b1 + t theta1_t), into ``u``."""
+        xp = backend.xp()
+        xp.matmul(z, theta["theta1"].T, out=u)
         if "b1" in theta:
             u += theta["b1"]
         if self.time_input:
-            u += t * theta["theta1_t"]
+            th = theta["theta1_t"]
+            u += xp.multiply(th, t, out=backend.empty(tuple(th.shape), th.dtype, ws,
+                                                      "node.t_theta1_t"))
         return u
+
+    def _pre(self, t, z, theta):
+        th1 = theta["theta1"]
+        u = backend.empty((z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1))
+        return self._pre_into(t, z, theta, u)
 
     def f(self, t, z, theta):
         """dh/dt (B, n) at time t (host float) and state z (B, n)."""
-        s = self.act.f(self._pre(t, z, theta))
-        out = s @ theta["theta2"].T
+        return self.f_into(t, z, theta)
+
+    def f_into(self, t, z, theta, out=None, ws=None):
+        """:meth:`f` written into ``out`` (B, n) (None: a new array); returns it.
+
+        The temporaries u and sigma(u) (B, H) come from workspace ``ws`` (None: fresh arrays).
+        """
+        xp = backend.xp()
+        th1, th2 = theta["theta1"], theta["theta2"]
+        hidden, dt = (z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1)
+        u, s = _solvers.temporaries(ws, "node.f", (hidden, hidden), dt)
+        u = self._pre_into(t, z, theta, u, ws)
+        s = self.act.f_into(u, s)  # sigma(u)
+        if out is None:
+            out = backend.empty((z.shape[0], th2.shape[0]), _solvers._result_dtype(s, th2))
+        xp.matmul(s, th2.T, out=out)
         if "b2" in theta:
             out += theta["b2"]
         return out
 
     def vjp(self, t, z, theta, a):
         """(a df/dh (B, n), {name: sum_b a df/dtheta[name]}) for a (B, n); every key of theta."""
-        u = self._pre(t, z, theta)
-        s = self.act.f(u)
-        g = self.act.grad(u, s)
-        g *= a @ theta["theta2"]  # sigma'(u) o (a theta2)
-        grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
-        grads["theta2"] = a.T @ s
-        grads["theta1"] = g.T @ z
+        return self.vjp_into(t, z, theta, a)
+
+    def vjp_into(self, t, z, theta, a, out_z=None, out_theta=None, ws=None):
+        """:meth:`vjp` written into ``out_z`` (B, n) and ``out_theta`` ({name: array} for every
+        key of theta; None: new arrays, each in its parameter's dtype); returns them.
+
+        The temporaries (B, H) come from workspace ``ws`` (None: fresh arrays).
+        """
+        xp = backend.xp()
+        th1, th2 = theta["theta1"], theta["theta2"]
+        hidden, dt = (z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1)
+        u, s, g, a_theta2 = _solvers.temporaries(ws, "node.vjp", (hidden,) * 4, dt)
+        u = self._pre_into(t, z, theta, u, ws)
+        s = self.act.f_into(u, s)
+        g = self.act.grad_into(u, s, g)
+        g *= xp.matmul(a, th2, out=a_theta2)  # g = sigma'(u) o (a theta2)
+        if out_theta is None:
+            out_theta = {k: backend.empty(tuple(v.shape), v.dtype) for k, v in theta.items()}
+        for k, v in out_theta.items():
+            if k not in _GRAD_NAMES or (k == "theta1_t" and not self.time_input):
+                v.fill(0)  # keys f does not use get exact zeros
+        xp.matmul(a.T, s, out=out_theta["theta2"])
+        xp.matmul(g.T, z, out=out_theta["theta1"])
         if "b2" in theta:
-            grads["b2"] = a.sum(axis=0)
-        gs = None
+            a.sum(axis=0, out=out_theta["b2"])
         if "b1" in theta or self.time_input:
-            gs = g.sum(axis=0)
-        if "b1" in theta:
-            grads["b1"] = gs
-        if self.time_input:
-            grads["theta1_t"] = t * gs
-        return g @ theta["theta1"], grads
+            gs = out_theta["b1"] if "b1" in theta else backend.empty(
+                (hidden[1],), g.dtype, ws, "node.g_sum")
+            gs = g.sum(axis=0, out=gs)
+            if self.time_input:
+                xp.multiply(gs, t, out=out_theta["theta1_t"])
+        if out_z is None:
+            out_z = backend.empty(tuple(a.shape), _solvers._result_dtype(g, th1))
+        xp.matmul(g, th1, out=out_z)
+        return out_z, out_theta
 
     def jvp(self, t, z, theta, v):
         """(df/dh) v per example, v (B, n) -> (B, n)."""
@@ -185,11 +235,27 @@ class LinearField:
     def f(self, t, z, theta):
         return z @ self._A(theta).T
 
+    def f_into(self, t, z, theta, out, ws=None):
+        """:meth:`f` written into ``out`` (B, n)."""
+        return backend.xp().matmul(z, self._A(theta).T, out=out)
+
     def vjp(self, t, z, theta, a):
         grads = _adjoint.zeros_like_params(theta)  # unused keys stay exactly 0
         if self.A is None:
             grads["A"] = a.T @ z
         return a @ self._A(theta), grads
+
+    def vjp_into(self, t, z, theta, a, out_z, out_theta, ws=None):
+        """:meth:`vjp` written into ``out_z`` (B, n) and ``out_theta`` ({name: array}, every key
+        of theta)."""
+        xp = backend.xp()
+        for k, v in out_theta.items():
+            if k != "A" or self.A is not None:
+                v.fill(0)  # unused keys get exact zeros
+        if self.A is None:
+            xp.matmul(a.T, z, out=out_theta["A"])
+        xp.matmul(a, self._A(theta), out=out_z)
+        return out_z, out_theta
 
     def jvp(self, t, z, theta, v):
         return v @ self._A(theta).T
@@ -268,11 +334,14 @@ def _field_for(field, activation, time_input, params):
     return NODEField(activation, time_input)
 
 
-def _solve(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record):
+def _solve(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record,
+           ws=None):
+    """The forward solve (``odeint``, or ``odeint_grid`` over ``grid``), its arrays in workspace
+    ``ws`` (None: fresh)."""
     if grid is not None:
-        return _solvers.odeint_grid(field, h0, P, grid, solver, record=record)
-    return _solvers.odeint(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                           record=record)
+        return _solvers._odeint_grid(field, h0, P, grid, solver, record=record, ws=ws)
+    return _solvers._odeint(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                            record=record, ws=ws)
 
 
 def forward(params, h0, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
@@ -282,33 +351,44 @@ def forward(params, h0, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1
 
     ``grid``: a host grid of times to step over with ``solver`` instead (``odeint_grid``).
     ``time_input=None``: True iff params has ``theta1_t``. ``field``: a field object instead of
-    the NODEField(activation, time_input).
+    the NODEField(activation, time_input). The Solution's arrays are the caller's own (no
+    workspace: it returns the trajectory).
     """
+    return _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
+                    time_input, field, grid, record)
+
+
+def _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
+             time_input, field, grid, record, ws=None):
+    """:func:`forward` with the solve's arrays in workspace ``ws`` (None: fresh)."""
     fld = _field_for(field, activation, time_input, params)
     h0 = _solvers._check_state(h0, "h0")
     P = check_params(params, h0, fld) if field is None else params
-    return _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record)
+    return _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record, ws)
 
 
 def loss(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
          max_steps=10_000, activation="tanh", time_input=None, output="identity", loss="mse",
-         field=None, grid=None):
+         field=None, grid=None, workspace=True):
     """F = batch mean of head(readout(h(T)), y) (forward only; what finite differences check).
 
     Arguments as in :func:`loss_and_grad`; ``grid`` replays a fixed grid (e.g. ``info["ts"]``
-    of a dopri5 solve).
+    of a dopri5 solve). ``workspace`` as in :func:`loss_and_grad` (the solver's states and
+    stages live there; F is the caller's own).
     """
-    sol = forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-                  time_input, field, grid, record=False)
-    o = readout(params, sol.z1)
-    head, Y = losses.head_and_targets(output, loss, o, y)
-    return head.value(o, head.output.f(o), Y).mean()
+    with backend.workspace_scope(workspace) as ws:
+        sol = _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
+                       time_input, field, grid, False, ws)
+        o = readout(params, sol.z1)
+        head, Y = losses.head_and_targets(output, loss, o, y)
+        return head.value(o, head.output.f(o), Y).mean()
 
 
 def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
                   method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, activation="tanh",
                   time_input=None, output="identity", loss="mse", field=None,
-                  adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None, adjoint_atol=None):
+                  adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None, adjoint_atol=None,
+                  workspace=True):
     """``(F, grads, info)``: the BW-NODE loss on h(T) and its gradient, two ways.
 
     Parameters
@@ -326,6 +406,13 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
     activation, time_input, field : the field (NODEField(activation, time_input) unless a field
         object is given; time_input=None means "params has theta1_t").
     output, loss : the head (default identity + mse: F = mean_b 1/2 ||o_b - y_b||^2).
+    workspace : where the solves keep their arrays between calls -- the forward states (the
+        recorded trajectory for 'discrete'), the solver's stages, the adjoints, the augmented
+        state for 'continuous' and the field's temporaries (a
+        :class:`~manualgrad.backend.Workspace`; True: the calling thread's default; False:
+        fresh arrays). After the first call with given shapes a call allocates no such array
+        again. F, grads and every array of info are always the caller's own; the numbers are
+        bit for bit the same either way.
 
     Returns
     -------
@@ -342,53 +429,57 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
     fld = _solvers.Counted(_field_for(field, activation, time_input, params))
     h0 = _solvers._check_state(h0, "h0")
     P = check_params(params, h0, fld.field) if field is None else dict(params)
-    sol = _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
-                 record=(method == "discrete"))
-    nfe_forward = fld.nfe
-    hT = sol.z1
-    o = readout(P, hT)
-    head, Y = losses.head_and_targets(output, loss, o, y)
-    yo = head.output.f(o)
-    F = head.value(o, yo, Y).mean()
-    B = hT.shape[0]
-    dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do, (B, l)
-    readout_grads = {}
-    if "W_out" in P:
-        aT = dF_do @ P["W_out"]
-        readout_grads["W_out"] = dF_do.T @ hT
-        if "b_out" in P:
-            readout_grads["b_out"] = dF_do.sum(axis=0)
-    else:
-        aT = dF_do
-    theta = {k: v for k, v in P.items() if k not in READOUT_NAMES}
-    fld.nfe = 0
-    if method == "discrete":
-        a0, g = _adjoint.discrete_adjoint(fld, sol, theta, aT)
-        steps_back = sol.steps
-    else:
-        asolver = solver if adjoint_solver is None else adjoint_solver
-        tab = _solvers.get_solver(asolver)
-        if tab.adaptive:
-            kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                      atol=atol if adjoint_atol is None else adjoint_atol, max_steps=max_steps)
+    with backend.workspace_scope(workspace) as ws:
+        sol = _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
+                     (method == "discrete"), ws)
+        nfe_forward = fld.nfe
+        hT = sol.z1  # a workspace buffer: info gets a copy
+        o = readout(P, hT)
+        head, Y = losses.head_and_targets(output, loss, o, y)
+        yo = head.output.f(o)
+        F = head.value(o, yo, Y).mean()
+        B = hT.shape[0]
+        dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do, (B, l)
+        readout_grads = {}
+        if "W_out" in P:
+            aT = dF_do @ P["W_out"]
+            readout_grads["W_out"] = dF_do.T @ hT
+            if "b_out" in P:
+                readout_grads["b_out"] = dF_do.sum(axis=0)
         else:
-            if adjoint_steps is not None:
-                kw = dict(steps=adjoint_steps)
-            elif not _solvers.get_solver(solver).adaptive:
-                kw = dict(steps=steps, h=h)
+            aT = dF_do
+        theta = {k: v for k, v in P.items() if k not in READOUT_NAMES}
+        fld.nfe = 0
+        if method == "discrete":
+            a0, g = _adjoint._discrete_adjoint(fld, sol, theta, aT, ws)  # g: new arrays
+            steps_back = sol.steps
+        else:
+            asolver = solver if adjoint_solver is None else adjoint_solver
+            tab = _solvers.get_solver(asolver)
+            if tab.adaptive:
+                kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                          atol=atol if adjoint_atol is None else adjoint_atol,
+                          max_steps=max_steps)
             else:
-                raise ValueError("method='continuous' with a fixed-step adjoint_solver after an "
-                                 "adaptive forward solve needs adjoint_steps=")
-        res = _adjoint.continuous_adjoint(fld, hT, theta, aT, sol.t0, sol.t1, asolver, **kw)
-        a0, g = res.a0, res.grads
-        steps_back = res.steps
-    grads = dict(g)
-    grads.update(readout_grads)
-    grads = {k: grads[k] for k in params}  # the order of params
-    info = {"grad_h0": a0, "hT": hT, "aT": aT, "nfe_forward": nfe_forward,
-            "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp, "steps_forward": sol.steps,
-            "steps_backward": steps_back, "ts": sol.ts, "method": method, "solver": sol.solver}
-    return F, grads, info
+                if adjoint_steps is not None:
+                    kw = dict(steps=adjoint_steps)
+                elif not _solvers.get_solver(solver).adaptive:
+                    kw = dict(steps=steps, h=h)
+                else:
+                    raise ValueError("method='continuous' with a fixed-step adjoint_solver after "
+                                     "an adaptive forward solve needs adjoint_steps=")
+            res = _adjoint._continuous_adjoint(fld, hT, theta, aT, sol.t0, sol.t1, asolver,
+                                               ws=ws, **kw)
+            a0, steps_back = res.a0, res.steps
+            g = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}  # a_theta(t0)
+        grads = dict(g)
+        grads.update(readout_grads)
+        grads = {k: grads[k] for k in params}  # the order of params
+        info = {"grad_h0": _solvers._fresh(a0, ws), "hT": _solvers._fresh(hT, ws), "aT": aT,
+                "nfe_forward": nfe_forward, "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp,
+                "steps_forward": sol.steps, "steps_backward": steps_back, "ts": sol.ts,
+                "method": method, "solver": sol.solver}
+        return F, grads, info
 
 
 # ============================================================================ BW Lemma 1

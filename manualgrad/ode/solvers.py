@@ -28,9 +28,21 @@ a given host grid: replays an adaptive solve's accepted steps), :class:`Solution
 :class:`Counted` (counts f and vjp calls). The same integrator, :func:`integrate`, also runs
 the augmented backward system of the continuous adjoint (``adjoint.py``), whose state is a
 tuple of arrays; it is public for that reason.
+
+Arrays and workspaces. A solve allocates its arrays once -- the stage derivatives K_1..K_s, a
+stage state, the two ends of a step (or, with ``record=True``, one preallocated row per step),
+dopri5's error estimate -- and every step writes into them (``out=``); a field with
+``f_into``/``vjp_into`` (see :func:`f_into_of`) writes its derivatives into them too. The
+engine's gradient functions (``node.loss_and_grad``, ``adjoint.discrete_adjoint``, ...) draw
+these arrays from a :class:`~manualgrad.backend.Workspace`, so that repeated calls with the
+same shapes allocate nothing; they go through the private ``_odeint``/``_integrate``, whose
+results live in the workspace. The rule of workspaces -- a workspace holds only what stays
+inside a call -- is why the public :func:`odeint`, :func:`odeint_grid` and :func:`integrate`
+take none: they return trajectories, and what they return is always the caller's own.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field as _dcfield
 from fractions import Fraction as Fr
@@ -143,17 +155,105 @@ def get_solver(name):
                          % (name, ", ".join(SOLVERS))) from None
 
 
+# ============================================================================ calling a field
+# Besides f and vjp a field may offer the same numbers written into given arrays, with its
+# temporaries drawn from a workspace ws (None: fresh arrays):
+#
+#     f_into(t, z, theta, out, ws)                      -> out = f(t, z, theta)
+#     vjp_into(t, z, theta, a, out_z, out_theta, ws)    -> (out_z, out_theta) = vjp(t, z, theta, a)
+#
+# (out_theta: {name: array} for every key of theta). The solvers and adjoints call a field
+# through f_into_of(field) and vjp_into_of(field) (resolved once per solve), which use these
+# when they stand for the field's f and vjp (not when a subclass overrides f or vjp only) and
+# fall back to f and vjp otherwise; field_f and field_vjp do the same for one call.
+@functools.lru_cache(maxsize=256)
+def _into_method(cls, name):
+    """``cls.<name>_into`` when it is defined at the level of ``cls.<name>`` or below, else None."""
+    mro = cls.__mro__
+
+    def level(attr):
+        return next((i for i, k in enumerate(mro) if attr in vars(k)), len(mro))
+    into = level(name + "_into")
+    return getattr(cls, name + "_into") if into < len(mro) and into <= level(name) else None
+
+
+def f_into_of(field):
+    """The field's f as ``f_into(t, z, theta, out, ws)``, which writes dz/dt into ``out`` (the
+    state's shape) and returns it: the field's own ``f_into`` when it has one (its temporaries
+    from workspace ``ws``), else a copy of the array ``field.f`` returns, its shape checked first.
+    Resolved once per solve."""
+    if _into_method(type(field), "f") is not None:
+        return field.f_into
+
+    def f_into(t, z, theta, out, ws=None):
+        k = field.f(t, z, theta)
+        if tuple(getattr(k, "shape", ())) != tuple(out.shape):
+            raise ValueError("field.f returned shape %s, expected the state's shape %s"
+                             % (tuple(getattr(k, "shape", ())), tuple(out.shape)))
+        out[...] = k
+        return out
+    return f_into
+
+
+def vjp_into_of(field):
+    """The field's vjp as ``vjp_into(t, z, theta, a, out_z, out_theta, ws)``, which returns
+    ``(a df/dz, {name: sum_b a df/dtheta[name]})`` with a df/dz written into ``out_z``.
+
+    The field's own ``vjp_into`` when it has one: the theta-gradients are then written into
+    ``out_theta`` ({name: array} for every key of theta), temporaries come from workspace ``ws``.
+    Else the dict ``field.vjp`` returns is returned as it is, and its a df/dz copied into out_z.
+    """
+    if _into_method(type(field), "vjp") is not None:
+        return field.vjp_into
+
+    def vjp_into(t, z, theta, a, out_z, out_theta, ws=None):
+        az, g = field.vjp(t, z, theta, a)
+        if tuple(getattr(az, "shape", ())) != tuple(out_z.shape):
+            raise ValueError("field.vjp returned a df/dz of shape %s, expected the state's shape "
+                             "%s" % (tuple(getattr(az, "shape", ())), tuple(out_z.shape)))
+        out_z[...] = az
+        return out_z, g
+    return vjp_into
+
+
+def field_f(field, t, z, theta, out, ws=None):
+    """dz/dt = field.f(t, z, theta) written into ``out``; returns it (see :func:`f_into_of`)."""
+    return f_into_of(field)(t, z, theta, out, ws)
+
+
+def field_vjp(field, t, z, theta, a, out_z, out_theta, ws=None):
+    """``field.vjp(t, z, theta, a)``, a df/dz written into ``out_z`` (see :func:`vjp_into_of`)."""
+    return vjp_into_of(field)(t, z, theta, a, out_z, out_theta, ws)
+
+
+def _result_dtype(a, b):
+    """The dtype of an operation on arrays a and b (theirs when they agree, as after validation)."""
+    return a.dtype if a.dtype == b.dtype else backend.xp().result_type(a.dtype, b.dtype)
+
+
+def _fresh(x, ws):
+    """``x`` as the caller's own array: a copy when it may live in workspace ``ws``.
+
+    The rule of workspaces: what a function returns is never a workspace buffer (nor a view of
+    one); this is where the engine's functions copy out what they return.
+    """
+    return x if ws is None else x.copy()
+
+
 # ============================================================================ counting
 class Counted:
     """Wrap a vector field and count its calls: ``.nfe`` (f) and ``.nvjp`` (vjp).
 
-    Everything else (``jvp``, ``check``, attributes) is passed through to the wrapped field.
+    ``f_into``/``vjp_into`` count too (and run the field's own, when it has them). Everything else
+    (``jvp``, ``check``, attributes) is passed through to the wrapped field.
     """
 
     def __init__(self, field):
         self.field = field
         self.nfe = 0
         self.nvjp = 0
+        self._f_into = f_into_of(field)
+        self._vjp_into = vjp_into_of(field)
 
     def f(self, t, z, theta):
         self.nfe += 1
@@ -162,6 +262,14 @@ class Counted:
     def vjp(self, t, z, theta, a):
         self.nvjp += 1
         return self.field.vjp(t, z, theta, a)
+
+    def f_into(self, t, z, theta, out, ws=None):
+        self.nfe += 1
+        return self._f_into(t, z, theta, out, ws)
+
+    def vjp_into(self, t, z, theta, a, out_z, out_theta, ws=None):
+        self.nvjp += 1
+        return self._vjp_into(t, z, theta, a, out_z, out_theta, ws)
 
     def __getattr__(self, name):
         return getattr(self.field, name)
@@ -196,46 +304,226 @@ class Solution:
 
 # ============================================================================ state algebra
 # The integrator works on a *state tuple*: (z,) for a forward solve, (z, a, g_1, ..., g_P) for
-# the continuous adjoint's augmented system. ``fun(t, y) -> dy/dt`` returns a tuple alike.
-def _combo(y, h, coefs, ks, like=None):
-    """y + h sum_j coefs[j] ks[j], componentwise over the state tuple; zero coefficients skipped.
+# the continuous adjoint's augmented system. Inside a solve each state (y, the stages K_i and
+# Z_i, the error estimate) is a _State: its components are views into one flat vector (one per
+# run of components of one dtype; one for the registry's models), so that a stage sum
+# y + h sum_j a_ij K_j costs one array operation per term, whatever the number of components.
+# A solve allocates its states once and reuses them in every step (_StepArrays, _Record), from a
+# workspace when its caller passes one; ``fun(t, y, out, ws)`` writes dy/dt into the components
+# of the tuple ``out`` (its temporaries from ws) and returns out.
+class _State:
+    """A state tuple ``parts`` whose components are views into the flat vectors ``flats``."""
 
-    ``y=None`` gives h sum_j coefs[j] ks[j] alone (zeros shaped like ``like`` if all are zero).
-    Always returns new arrays (never aliases of y), one temporary per nonzero coefficient.
+    __slots__ = ("parts", "flats")
+
+    def __init__(self, parts, flats):
+        self.parts, self.flats = parts, flats
+
+
+class _Layout:
+    """Where the components of states shaped like the tuple ``like`` lie in flat vectors.
+
+    Consecutive components of one dtype form a run that shares one flat vector; component j is
+    the view [offset_j, offset_j + size_j) of its run's vector, reshaped.
     """
-    out = []
-    for c in range(len(y if y is not None else like)):
-        acc = None
-        for w, k in zip(coefs, ks):
-            if w == 0:
-                continue
-            term = k[c] * (h * w)
-            if acc is None:
-                acc = term
-            else:
-                acc += term
-        if y is None:
-            out.append(backend.xp().zeros_like(like[c]) if acc is None else acc)
+
+    def __init__(self, like):
+        self.shapes = [tuple(c.shape) for c in like]
+        self.runs = []  # [dtype, size, [(component, offset, size)]]
+        for j, c in enumerate(like):
+            if not self.runs or self.runs[-1][0] != c.dtype:
+                self.runs.append([c.dtype, 0, []])
+            run, size = self.runs[-1], math.prod(self.shapes[j])
+            run[2].append((j, run[1], size))
+            run[1] += size
+
+    def view(self, flats):
+        """The _State whose flat vectors are ``flats`` (one per run)."""
+        parts = [None] * len(self.shapes)
+        for flat, (_, _, members) in zip(flats, self.runs):
+            for j, offset, size in members:
+                parts[j] = flat[offset:offset + size].reshape(self.shapes[j])
+        return _State(tuple(parts), tuple(flats))
+
+    def new(self, ws, name, dtype=None):
+        """An uninitialised _State, its vectors from workspace ``ws`` under ``name.r`` (r the
+        run) or fresh when ws is None; ``dtype`` overrides the runs' dtypes (flags: bool)."""
+        return self.view([backend.empty((size,), dt if dtype is None else dtype, ws,
+                                        "%s.%d" % (name, r))
+                          for r, (dt, size, _) in enumerate(self.runs)])
+
+    def block(self, rows, ws, name):
+        """Room for ``rows`` states: one uninitialised (rows, size) array per run, from workspace
+        ``ws`` under ``name.r`` (fresh when ws is None); ``row(block, i)`` is the i-th state."""
+        return [backend.empty((rows, size), dt, ws, "%s.%d" % (name, r))
+                for r, (dt, size, _) in enumerate(self.runs)]
+
+    def row(self, block, i):
+        return self.view([b[i] for b in block])
+
+    def adopt(self, y, ws, name):
+        """The caller's state tuple ``y`` as a _State: y itself when it is one contiguous array,
+        else a copy in ``new(ws, name)`` (the solve only reads it)."""
+        if len(y) == 1 and y[0].flags.c_contiguous:
+            return _State(tuple(y), (y[0].reshape(-1),))
+        state = self.new(ws, name)
+        for part, c in zip(state.parts, y):
+            part[...] = c
+        return state
+
+
+def _lincomb(out, y, h, coefs, ks, term):
+    """out = y + h sum_j coefs[j] ks[j] for arrays (y None: the sum alone, zeros if it is empty).
+
+    Zero coefficients are skipped; the terms h coefs[j] ks[j] are formed in order (in ``term``)
+    and summed into ``out``, which must be none of y and ks. Returns out.
+    """
+    xp = backend.xp()
+    empty = True
+    for w, k in zip(coefs, ks):
+        if w == 0:
+            continue
+        if empty:
+            xp.multiply(k, h * w, out=out)
+            empty = False
         else:
-            out.append(y[c] + acc if acc is not None else y[c].copy())
-    return tuple(out)
+            out += xp.multiply(k, h * w, out=term)
+    if empty:
+        if y is None:
+            out.fill(0)
+        else:
+            out[...] = y
+    elif y is not None:
+        out += y  # = y + the sum (one addition: the order of its operands is exact)
+    return out
 
 
-def _all_finite(y):
+def _combo(out, y, h, coefs, ks, term):
+    """out = y + h sum_j coefs[j] ks[j] for _States (y None: the sum alone), run by run."""
+    for r in range(len(out.flats)):
+        _lincomb(out.flats[r], None if y is None else y.flats[r], h, coefs,
+                 [k.flats[r] for k in ks], term.flats[r])
+    return out
+
+
+class _Scratch:
+    """A solve's view of its workspace: the same buffers, each looked up in the workspace once per
+    solve and then in a plain dict (a field asks for its temporaries at every evaluation)."""
+
+    __slots__ = ("ws", "seen")
+
+    def __init__(self, ws):
+        self.ws, self.seen = ws, {}
+
+    def empty(self, name, shape, dtype=None):
+        key = (name, shape, dtype)
+        buf = self.seen.get(key)
+        if buf is None:
+            buf = self.seen[key] = self.ws.empty(name, shape, dtype)
+        return buf
+
+    def group(self, name, shapes, dtype):
+        """:func:`temporaries`: the arrays ``name.0``, ``name.1``, ... in one look-up."""
+        key = (name, shapes, dtype)
+        bufs = self.seen.get(key)
+        if bufs is None:
+            bufs = self.seen[key] = tuple(self.ws.empty("%s.%d" % (name, i), shape, dtype)
+                                          for i, shape in enumerate(shapes))
+        return bufs
+
+
+def temporaries(ws, name, shapes, dtype):
+    """Uninitialised arrays of the given ``shapes``, all of ``dtype``, for one evaluation of a
+    field: from workspace ``ws`` under ``name.0``, ``name.1``, ... or fresh when ws is None.
+    Within a solve (ws a :class:`_Scratch`) the whole group costs one dict look-up."""
+    if ws is None:
+        xp = backend.xp()
+        return tuple(xp.empty(shape, dtype=dtype) for shape in shapes)
+    if isinstance(ws, _Scratch):
+        return ws.group(name, shapes, dtype)
+    return tuple(ws.empty("%s.%d" % (name, i), shape, dtype) for i, shape in enumerate(shapes))
+
+
+def _scratch(ws):
+    """A :class:`_Scratch` over workspace ``ws`` (None stays None: fresh arrays)."""
+    return ws if ws is None or isinstance(ws, _Scratch) else _Scratch(ws)
+
+
+class _StepArrays:
+    """The states of one solve, allocated once (rows of one block) and reused by every step.
+
+    ``K[i]``: the stage derivative K_{i+1}; ``Z``: a stage state Z_i (one suffices: f uses each up
+    before the next is formed); ``term``: one term h a_ij K_j of a stage sum; ``ends``: y_k and
+    y_{k+1}, which alternate from step to step when no record keeps the states; for adaptive
+    solves ``err`` (the error estimate) and ``scale`` (scratch for its norm). _States of
+    ``layout``, from workspace ``ws`` under ``prefix.steps`` (fresh when ws is None), which the
+    field's evaluations get too (``ws``).
+    """
+
+    def __init__(self, layout, stages, ws, prefix, ends=True, adaptive=False):
+        self.layout, self.ws, self.prefix = layout, ws, prefix
+        names = (["K%d" % (i + 1) for i in range(stages)] + ["Z", "term"]
+                 + (["end0", "end1"] if ends else []) + (["err", "scale"] if adaptive else []))
+        block = layout.block(len(names), ws, prefix + ".steps")
+        state = {name: layout.row(block, i) for i, name in enumerate(names)}
+        self.K = [state["K%d" % (i + 1)] for i in range(stages)]
+        self.Z, self.term = state["Z"], state["term"]
+        self.ends = (state["end0"], state["end1"]) if ends else None
+        if adaptive:
+            self.err, self.scale = state["err"], state["scale"]
+
+    def all_finite(self, y):
+        """True when every entry of the _State y is finite."""
+        flags = self.layout.new(self.ws, self.prefix + ".finite", bool)
+        return _all_finite(y.flats, flags.flats)
+
+
+class _Record:
+    """The states after the accepted steps: ``row(k)`` is the _State after step k + 1.
+
+    Rows lie in blocks of ``rows`` rows (:meth:`_Layout.block`), from workspace ``ws`` under
+    ``name<block>`` or fresh when ws is None: N fixed steps take one block of N rows, an
+    adaptive solve adds blocks as it goes.
+    """
+
+    def __init__(self, layout, ws, name, rows=16):
+        self.layout, self.ws, self.name, self.rows = layout, ws, name, rows
+        self.blocks = []
+
+    def row(self, k):
+        b, r = divmod(k, self.rows)
+        while len(self.blocks) <= b:
+            self.blocks.append(self.layout.block(self.rows, self.ws,
+                                                 "%s%d" % (self.name, len(self.blocks))))
+        return self.layout.row(self.blocks[b], r)
+
+
+def _all_finite(arrays, flags=None):
+    """True when every entry of the arrays is finite (``flags``: boolean scratch arrays shaped
+    like them; None: new ones)."""
     xp = backend.xp()
-    return all(bool(xp.isfinite(c).all()) for c in y)
+    if flags is None:
+        return all(bool(xp.isfinite(c).all()) for c in arrays)
+    return all(bool(xp.isfinite(c, out=f).all()) for c, f in zip(arrays, flags))
 
 
-def _error_norm(y, y_new, err, rtol, atol):
-    """RMS over all entries of err / (atol + rtol max(|y|, |y_new|)) (Hairer et al. I, II.4)."""
+def _error_norm(y, y_new, err, rtol, atol, scale, scratch):
+    """RMS over all entries of err / (atol + rtol max(|y|, |y_new|)) (Hairer et al. I, II.4).
+
+    _States; ``scale`` and ``scratch`` are overwritten. The squares are summed component by
+    component (each in one pass, as a sum over that component alone), then over components.
+    """
     xp = backend.xp()
+    for a, b, e, r, tmp in zip(y.flats, y_new.flats, err.flats, scale.flats, scratch.flats):
+        xp.abs(a, out=r)
+        r = xp.maximum(r, xp.abs(b, out=tmp), out=r)
+        r *= rtol
+        r += atol  # the scale atol + rtol max(|y|, |y_new|)
+        r = xp.divide(e, r, out=r)
+        xp.multiply(r, r, out=r)
     total, count = 0.0, 0
-    for a, b, e in zip(y, y_new, err):
-        scale = xp.maximum(xp.abs(a), xp.abs(b))
-        scale *= rtol
-        scale += atol
-        r = e / scale
-        total += float((r * r).sum())
+    for r in scale.parts:
+        total += float(r.sum())
         count += r.size
     return math.sqrt(total / max(count, 1))
 
@@ -319,24 +607,39 @@ def _prepare(field, z0, theta):
     return z0, theta
 
 
-def _forward_fun(field, theta, z0):
-    shape = tuple(z0.shape)
+def _forward_fun(field, theta):
+    """fun(t, y, out, ws) of a forward solve: out[0] = field.f(t, y[0], theta)."""
+    f_into = f_into_of(field)
 
-    def fun(t, y):
-        k = field.f(t, y[0], theta)
-        if tuple(getattr(k, "shape", ())) != shape:
-            raise ValueError("field.f returned shape %s, expected the state's shape %s"
-                             % (tuple(getattr(k, "shape", ())), shape))
-        return (k,)
+    def fun(t, y, out, ws):
+        f_into(t, y[0], theta, out[0], ws)
+        return out
     return fun
 
 
-# ============================================================================ integrator
-def _rk_step(fun, t, y, h, tab, k1=None, nstages=None):
-    """One explicit RK step: the stage derivatives K_1..K_s (s = ``nstages``) and the new state.
+def _settings(tab, t0, t1, steps, h, rtol, atol, max_steps, first_step, hint=""):
+    """The validated settings of a solve over [t0, t1]: ``(grid, rtol, atol, max_steps,
+    first_step)``, grid the host grid of a fixed-step solver and None for an adaptive one."""
+    if not tab.adaptive:
+        return fixed_grid(t0, t1, steps, h, tab.name), rtol, atol, max_steps, first_step
+    if steps is not None or h is not None:
+        raise ValueError("solver %r is adaptive (rtol/atol error control): steps=/h= are not "
+                         "accepted (got steps=%r, h=%r)%s" % (tab.name, steps, h, hint))
+    return (None, number(rtol, "rtol", positive=True), number(atol, "atol", positive=True),
+            integer(max_steps, "max_steps", minimum=1),
+            number(first_step, "first_step", positive=True, allow_none=True))
 
-    Stage i is evaluated at time ``t + c_i * h`` (this exact expression is what the discrete
-    adjoint uses too). ``k1``: K_1 already known (FSAL). Returns (ks, y_new, nfe).
+
+# ============================================================================ integrator
+def _rk_step(fun, t, y, h, tab, arr, y_new, k1=None, nstages=None):
+    """One explicit RK step from (t, y) with step size h, the new state written into ``y_new``::
+
+        Z_i = y + h sum_{j<i} A_ij K_j,   K_i = fun(t + c_i h, Z_i),   y_new = y + h sum_i b_i K_i
+
+    for i = 1..s (s = ``nstages``, default the stages the propagated solution needs); _States,
+    K_i in ``arr.K``, the stage states in ``arr.Z`` (:class:`_StepArrays`). Stage i is evaluated
+    at time ``t + c_i * h`` (this exact expression is what the discrete adjoint uses too).
+    ``k1``: K_1 already known (FSAL). Returns (ks, y_new, nfe).
     """
     s = tab.prop_stages if nstages is None else nstages
     ks, nfe = [], 0
@@ -344,24 +647,34 @@ def _rk_step(fun, t, y, h, tab, k1=None, nstages=None):
         if i == 0 and k1 is not None:
             ks.append(k1)
             continue
-        yi = y if i == 0 else _combo(y, h, tab.A[i], ks)
-        ks.append(fun(t + tab.c[i] * h, yi))
+        Zi = y if i == 0 else _combo(arr.Z, y, h, tab.A[i], ks, arr.term)
+        fun(t + tab.c[i] * h, Zi.parts, arr.K[i].parts, arr.ws)
+        ks.append(arr.K[i])
         nfe += 1
-    y_new = _combo(y, h, tab.b[:s], ks)
+    _combo(y_new, y, h, tab.b[:s], ks, arr.term)
     return ks, y_new, nfe
 
 
-def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span):
-    """Initial step size (Hairer-Norsett-Wanner II.4, 'Starting step size'); one f evaluation."""
-    zero = tuple(backend.xp().zeros_like(c) for c in y0)
-    d0 = _error_norm(y0, zero, y0, rtol, atol)
-    d1 = _error_norm(y0, zero, f0, rtol, atol)
+def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span, arr):
+    """Initial step size (Hairer-Norsett-Wanner II.4, 'Starting step size'); one f evaluation.
+
+    Works in ``arr`` (:class:`_StepArrays` of an adaptive solve): err (zeros), Z, K[1], scale, term.
+    """
+    xp = backend.xp()
+    zero = arr.err
+    for flat in zero.flats:
+        flat.fill(0)
+    d0 = _error_norm(y0, zero, y0, rtol, atol, arr.scale, arr.term)
+    d1 = _error_norm(y0, zero, f0, rtol, atol, arr.scale, arr.term)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, span)
-    y1 = _combo(y0, direction * h0, (1.0,), (f0,))
-    f1 = fun(t0 + direction * h0, y1)
-    diff = tuple(a - b for a, b in zip(f1, f0))
-    d2 = _error_norm(y0, zero, diff, rtol, atol) / h0
+    y1 = _combo(arr.Z, y0, direction * h0, (1.0,), (f0,), arr.term)
+    f1 = arr.K[1]
+    fun(t0 + direction * h0, y1.parts, f1.parts, arr.ws)
+    diff = arr.Z  # y1 is used up
+    for d, a, b in zip(diff.flats, f1.flats, f0.flats):
+        xp.subtract(a, b, out=d)
+    d2 = _error_norm(y0, zero, diff, rtol, atol, arr.scale, arr.term) / h0
     if max(d1, d2) <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -373,10 +686,12 @@ def _where_nonfinite(fun, y0, ts, tab, what):
     """Re-run a fixed-grid solve checking every step; raise FloatingPointError naming the time."""
     if not _all_finite(y0):
         raise FloatingPointError("%s: the initial state at t=%r is not finite" % (what, ts[0]))
-    y = y0
+    layout = _Layout(y0)
+    arr = _StepArrays(layout, tab.prop_stages, None, "ode.rerun")  # fresh arrays: an error path
+    y = layout.adopt(y0, None, "ode.rerun.start")
     for k in range(len(ts) - 1):
-        _, y, _ = _rk_step(fun, ts[k], y, ts[k + 1] - ts[k], tab)
-        if not _all_finite(y):
+        _, y, _ = _rk_step(fun, ts[k], y, ts[k + 1] - ts[k], tab, arr, arr.ends[k % 2])
+        if not _all_finite(y.flats):
             raise FloatingPointError(
                 "%s: the state became non-finite (NaN or Inf) in the step from t=%r to t=%r "
                 "(step %d of %d); the field blows up or the step is too large for it: use more "
@@ -388,59 +703,88 @@ def integrate(fun, y0, tab, ts=None, t_start=None, t_end=None, rtol=1e-6, atol=1
               max_steps=10_000, first_step=None, record=True, what="odeint"):
     """Integrate dy/dt = fun(t, y) for a state tuple y; the engine of :func:`odeint`.
 
-    Fixed steps over the host grid ``ts`` (any direction), or, when ``ts`` is None, adaptive
-    steps of the embedded pair ``tab`` from ``t_start`` to ``t_end`` (either direction) with
-    error control RMS(err / (atol + rtol max(|y|, |y_new|))) <= 1 and step-size factor
-    clip(0.9 err^(-1/5), 0.2, 10) (1/(q+1), q = min order of the pair).
+    ``fun(t, y)`` returns dy/dt as a tuple like y. Fixed steps over the host grid ``ts`` (any
+    direction), or, when ``ts`` is None, adaptive steps of the embedded pair ``tab`` from
+    ``t_start`` to ``t_end`` (either direction) with error control RMS(err / (atol + rtol
+    max(|y|, |y_new|))) <= 1 and step-size factor clip(0.9 err^(-1/5), 0.2, 10) (1/(q+1), q = min
+    order of the pair).
 
     Returns ``(y_end, ts, ys, nfe, accepted, rejected)``; ``ys`` is the list of states at the
-    accepted times when ``record`` (else None). Non-finite states raise FloatingPointError with
-    the time; an adaptive solve needing more than ``max_steps`` attempts, or whose step size
-    underflows, raises RuntimeError.
+    accepted times when ``record`` (else None); all arrays are the caller's own. Non-finite
+    states raise FloatingPointError with the time; an adaptive solve needing more than
+    ``max_steps`` attempts, or whose step size underflows, raises RuntimeError.
     """
-    with backend.errstate(over="ignore", invalid="ignore"):  # non-finite states are reported below
-        return _integrate(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step,
-                          record, what)
+    def fun_into(t, y, out, ws):
+        for o, d in zip(out, fun(t, y)):
+            o[...] = d
+        return out
+    return _integrate(fun_into, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step,
+                      record, what)
 
 
 def _integrate(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step, record,
-               what):
-    if ts is not None:
-        y = y0
-        ys = [y0] if record else None
-        nfe = 0
-        for k in range(len(ts) - 1):
-            _, y, n = _rk_step(fun, ts[k], y, ts[k + 1] - ts[k], tab)
-            nfe += n
-            if record:
-                ys.append(y)
-        if not _all_finite(y):
-            _where_nonfinite(fun, y0, ts, tab, what)
-        return y, list(ts), ys, nfe, len(ts) - 1, 0
-    if not tab.adaptive:
-        raise ValueError("%s: solver %r is not adaptive; give a grid" % (what, tab.name))
-    return _adaptive(fun, y0, tab, t_start, t_end, rtol, atol, max_steps, first_step, record, what)
+               what, ws=None, prefix="ode"):
+    """:func:`integrate` for ``fun(t, y, out, ws)`` (writes dy/dt into the tuple out, its
+    temporaries from ws, and returns out), the solve's arrays (stages, states, record) from
+    workspace ``ws`` under names ``prefix.*`` (None: fresh).
+
+    With a workspace, y_end and the recorded states are workspace buffers, for use inside one
+    call; y0 is only read.
+    """
+    ws = _scratch(ws)
+    with backend.errstate(over="ignore", invalid="ignore"):  # non-finite states are reported below
+        if ts is not None:
+            return _fixed(fun, y0, tab, ts, record, what, ws, prefix)
+        if not tab.adaptive:
+            raise ValueError("%s: solver %r is not adaptive; give a grid" % (what, tab.name))
+        return _adaptive(fun, y0, tab, t_start, t_end, rtol, atol, max_steps, first_step, record,
+                         what, ws, prefix)
 
 
-def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, what):
+def _fixed(fun, y0, tab, ts, record, what, ws, prefix):
+    N = len(ts) - 1
+    layout = _Layout(y0)
+    arr = _StepArrays(layout, tab.prop_stages, ws, prefix, ends=not record)
+    rec = _Record(layout, ws, prefix + ".rec", N) if record else None
+    y = layout.adopt(y0, ws, prefix + ".start")
+    ys = [y0] if record else None
+    nfe = 0
+    for k in range(N):
+        y_new = rec.row(k) if record else arr.ends[k % 2]
+        _, y, n = _rk_step(fun, ts[k], y, ts[k + 1] - ts[k], tab, arr, y_new)
+        nfe += n
+        if record:
+            ys.append(y.parts)
+    if not arr.all_finite(y):
+        _where_nonfinite(fun, y0, ts, tab, what)
+    return y.parts, list(ts), ys, nfe, N, 0
+
+
+def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, what, ws, prefix):
     direction = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
     q = min(tab.order, tab.err_order)
     expo = 1.0 / (q + 1)
     safety, facmin, facmax = 0.9, 0.2, 10.0
     dw = tuple(b - e for b, e in zip(tab.b, tab.b_err))  # error weights b - b_err
-    if not _all_finite(y0):
+    layout = _Layout(y0)
+    arr = _StepArrays(layout, tab.stages, ws, prefix, ends=not record, adaptive=True)
+    y = layout.adopt(y0, ws, prefix + ".start")
+    if not arr.all_finite(y):
         raise FloatingPointError("%s: the initial state at t=%r is not finite" % (what, t0))
-    k1 = fun(t0, y0)
+    k1 = arr.K[0]
+    fun(t0, y.parts, k1.parts, ws)
     nfe = 1
     if first_step is None:
-        habs = _first_step(fun, t0, y0, k1, direction, q, rtol, atol, span)
+        habs = _first_step(fun, t0, y, k1, direction, q, rtol, atol, span, arr)
         nfe += 1
     else:
         habs = min(first_step, span)
-    t, y = t0, y0
+    t = t0
     ts = [t0]
+    rec = _Record(layout, ws, prefix + ".rec") if record else None
     ys = [y0] if record else None
+    end = 0  # without a record, the new state goes to arr.ends[end]
     accepted = rejected = 0
     last_rejected = False
     last_nonfinite = False
@@ -463,17 +807,22 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
         if direction * (t_new - t1) >= 0 or direction * (t1 - t_new) < tiny:
             t_new = t1
         h = t_new - t  # the step actually taken, so that the grid ts replays it bit for bit
-        ks, y_new, n = _rk_step(fun, t, y, h, tab, k1=k1, nstages=tab.stages)
+        y_new = rec.row(accepted) if record else arr.ends[end]
+        ks, y_new, n = _rk_step(fun, t, y, h, tab, arr, y_new, k1=k1, nstages=tab.stages)
         nfe += n
-        err = _combo(None, h, dw, ks, like=y)
-        en = _error_norm(y, y_new, err, rtol, atol)
+        err = _combo(arr.err, None, h, dw, ks, arr.term)
+        en = _error_norm(y, y_new, err, rtol, atol, arr.scale, arr.term)
         if math.isfinite(en) and en <= 1.0:
             t, y = t_new, y_new
             accepted += 1
             ts.append(t)
             if record:
-                ys.append(y)
-            k1 = ks[-1]  # FSAL: the last stage is f at the new state
+                ys.append(y.parts)
+            end = 1 - end
+            # FSAL: the last stage is f at the new state, K_1 of the next step; its array
+            # becomes arr.K[0], which the next step reads and does not write
+            k1 = ks[-1]
+            arr.K[0], arr.K[-1] = arr.K[-1], arr.K[0]
             fac = facmax if en == 0 else min(facmax, max(facmin, safety * en ** -expo))
             if last_rejected:
                 fac = min(fac, 1.0)
@@ -485,7 +834,7 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
             fac = facmin if last_nonfinite else max(facmin, safety * en ** -expo)
             habs = abs(h) * min(fac, 1.0)
             last_rejected = True
-    return y, ts, ys, nfe, accepted, rejected
+    return y.parts, ts, ys, nfe, accepted, rejected
 
 
 # ============================================================================ public solves
@@ -496,7 +845,8 @@ def odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6
     Parameters
     ----------
     field : vector field with ``f(t, z, theta) -> (B, n)`` and ``vjp`` (see manualgrad.ode);
-        its optional ``check(theta, z0)`` validates ``theta`` once.
+        its optional ``check(theta, z0)`` validates ``theta`` once; its optional ``f_into``
+        (see :func:`f_into_of`) is used instead of ``f``.
     z0 : (B, n) initial states (rows are examples).
     theta : parameter mapping passed to the field.
     t0, t1 : host floats, t1 > t0.
@@ -506,30 +856,29 @@ def odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6
     record : keep the state at every accepted time in ``sol.zs`` (the discrete adjoint needs it;
         memory grows with the number of steps). With False only the current state is kept.
 
-    Returns a :class:`Solution`. Raises ValueError for bad arguments (a fixed ``h`` that does not
-    divide t1 - t0 says by how much and suggests ``steps``), FloatingPointError when the state
-    becomes non-finite (with the time), RuntimeError when dopri5 cannot reach t1 within
+    Returns a :class:`Solution`, whose arrays are the caller's own (a solve that returns its
+    trajectory takes no workspace). Raises ValueError for bad arguments (a fixed ``h`` that does
+    not divide t1 - t0 says by how much and suggests ``steps``), FloatingPointError when the
+    state becomes non-finite (with the time), RuntimeError when dopri5 cannot reach t1 within
     ``max_steps`` attempts.
     """
+    return _odeint(field, z0, theta, t0, t1, solver, steps, h, rtol, atol, max_steps, first_step,
+                   record)
+
+
+def _odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
+            max_steps=10_000, first_step=None, record=True, ws=None):
+    """:func:`odeint` with the solve's arrays in workspace ``ws`` (None: fresh). The Solution's
+    z1 and zs are then workspace buffers, for the engine's loss functions to use inside a call."""
     tab = get_solver(solver)
     t0, t1 = check_interval(t0, t1)
     z0, theta = _prepare(field, z0, theta)
-    fun = _forward_fun(field, theta, z0)
-    if tab.adaptive:
-        if steps is not None or h is not None:
-            raise ValueError("solver %r is adaptive (rtol/atol error control): steps=/h= are not "
-                             "accepted (got steps=%r, h=%r); use a fixed-step solver, or "
-                             "odeint_grid(..., ts, %r) for a fixed grid" % (tab.name, steps, h,
-                                                                            tab.name))
-        rtol = number(rtol, "rtol", positive=True)
-        atol = number(atol, "atol", positive=True)
-        max_steps = integer(max_steps, "max_steps", minimum=1)
-        first_step = number(first_step, "first_step", positive=True, allow_none=True)
-        y, ts, ys, nfe, acc, rej = integrate(fun, (z0,), tab, None, t0, t1, rtol, atol,
-                                             max_steps, first_step, record)
-    else:
-        grid = fixed_grid(t0, t1, steps, h, tab.name)
-        y, ts, ys, nfe, acc, rej = integrate(fun, (z0,), tab, grid, record=record)
+    grid, rtol, atol, max_steps, first_step = _settings(
+        tab, t0, t1, steps, h, rtol, atol, max_steps, first_step,
+        "; use a fixed-step solver, or odeint_grid(..., ts, %r) for a fixed grid" % tab.name)
+    y, ts, ys, nfe, acc, rej = _integrate(_forward_fun(field, theta), (z0,), tab, grid, t0,
+                                          t1, rtol, atol, max_steps, first_step, record,
+                                          "odeint", ws, "ode.fwd")
     return Solution(y[0], ts, None if ys is None else [s[0] for s in ys], nfe, tab.name, acc,
                     rej, t0, t1)
 
@@ -539,13 +888,20 @@ def odeint_grid(field, z0, theta, ts, solver="rk4", record=True):
 
     For dopri5 this takes its 5th-order step (6 stages, no error control) on every interval:
     ``odeint_grid(field, z0, theta, sol.ts, "dopri5")`` replays an adaptive solve ``sol`` bit for
-    bit, which is what its discrete adjoint differentiates. Returns a :class:`Solution`.
+    bit, which is what its discrete adjoint differentiates. Returns a :class:`Solution` (the
+    caller's own arrays).
     """
+    return _odeint_grid(field, z0, theta, ts, solver, record)
+
+
+def _odeint_grid(field, z0, theta, ts, solver="rk4", record=True, ws=None):
+    """:func:`odeint_grid` with the solve's arrays in workspace ``ws`` (as :func:`_odeint`)."""
     tab = get_solver(solver)
     ts = _check_grid(ts)
     check_interval(ts[0], ts[-1], "odeint_grid")
     z0, theta = _prepare(field, z0, theta)
-    fun = _forward_fun(field, theta, z0)
-    y, ts, ys, nfe, acc, rej = integrate(fun, (z0,), tab, ts, record=record, what="odeint_grid")
+    y, ts, ys, nfe, acc, rej = _integrate(_forward_fun(field, theta), (z0,), tab, ts, None,
+                                          None, 1e-6, 1e-8, 10_000, None, record, "odeint_grid",
+                                          ws, "ode.fwd")
     return Solution(y[0], ts, None if ys is None else [s[0] for s in ys], nfe, tab.name, acc,
                     0, ts[0], ts[-1])

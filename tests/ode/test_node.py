@@ -252,8 +252,10 @@ def _peak_bytes(fn):
 @pytest.mark.only_backend("numpy", "strict", reason="tracemalloc traces host allocations only; "
                           "CuPy's device arrays are invisible to it")
 def test_continuous_adjoint_memory_is_flat_and_discrete_grows_linearly():
-    """tracemalloc peak of one loss_and_grad: steps x8 leaves the continuous adjoint's peak
-    roughly flat, while the discrete adjoint's grows by about one state per extra step."""
+    """tracemalloc peak of one loss_and_grad without a workspace: steps x8 leaves the continuous
+    adjoint's peak roughly flat, while the discrete adjoint's grows by about one state per extra
+    step. With a workspace the same arrays stay there between calls: the discrete adjoint's
+    record grows by exactly one state per step, the continuous adjoint's arrays not at all."""
     rng = np.random.default_rng(0)
     B, n, H = 128, 16, 16
     P = node.init_params(n, H, seed=0)
@@ -262,12 +264,19 @@ def test_continuous_adjoint_memory_is_flat_and_discrete_grows_linearly():
 
     def peak(method, steps):
         return _peak_bytes(lambda: node.loss_and_grad(P, h0, y, solver="rk4", steps=steps,
-                                                      method=method))
+                                                      method=method, workspace=False))
     c16, c128 = peak("continuous", 16), peak("continuous", 128)
     d16, d128 = peak("discrete", 16), peak("discrete", 128)
     assert c128 < 1.25 * c16, (c16, c128)
     assert 0.8 * 112 * state < d128 - d16 < 1.5 * 112 * state, (d16, d128, state)
     assert d128 > 3 * c128
+
+    def held(method, steps):
+        ws = backend.Workspace()
+        node.loss_and_grad(P, h0, y, solver="rk4", steps=steps, method=method, workspace=ws)
+        return ws.nbytes
+    assert held("continuous", 128) == held("continuous", 16)
+    assert held("discrete", 128) - held("discrete", 16) == 112 * state
 
 
 # ----------------------------------------------------------------------------- BW Lemma 1
