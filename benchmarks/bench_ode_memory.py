@@ -3,8 +3,10 @@
 For BW-NODE (``manualgrad.ode.node``, tanh, identity readout + mse) this measures, for each number
 of solver steps N, the peak of the memory traced by ``tracemalloc`` (NumPy registers its array
 data with tracemalloc, so this is the arrays plus the Python objects) during one
-``node.loss_and_grad(params, h0, y, solver=..., steps=N, method=...)``, above what was allocated
-before the call:
+``node.loss_and_grad(params, h0, y, solver=..., steps=N, method=..., workspace=False)``, above
+what was allocated before the call (without a workspace, so that the arrays a gradient needs are
+allocated in the call and seen; with one they stay in the workspace between calls, and the
+workspace then holds the same amount):
 
 * ``method="discrete"`` stores the state at every step (``sol.zs``) for the reverse sweep, so its
   peak grows by one (B, n) state per step;
@@ -66,8 +68,9 @@ def measure_memory(B, n, H, steps, solver, seed):
     for N in steps:
         row = {"steps": N}
         for method in ("continuous", "discrete"):
-            def call():
-                return node.loss_and_grad(P, h0, y, solver=solver, steps=N, method=method)
+            def call():  # fresh arrays: what one gradient needs (docs/workspace.md)
+                return node.loss_and_grad(P, h0, y, solver=solver, steps=N, method=method,
+                                          workspace=False)
             row[method + "_peak_bytes"] = peak_bytes(call)
             t = time.perf_counter()
             call()
