@@ -10,7 +10,9 @@ explicitly: ``from manualgrad.ode import linear``, it needs scipy).
 
 Vector-field protocol: ``field.f(t, z, theta) -> (B, n)`` and
 ``field.vjp(t, z, theta, a) -> (a @ df/dz, {name: sum_b a . df/dtheta[name]})``; optional
-``field.jvp(t, z, theta, v)`` and ``field.check(theta, z0) -> theta``. See docs/ode.md.
+``field.jvp(t, z, theta, v)``, ``field.check(theta, z0) -> theta``, and for allocation-free
+solves ``field.f_into(t, z, theta, out, ws)`` and ``field.vjp_into(t, z, theta, a, out_z,
+out_theta, ws)``. ``loss_and_grad`` takes ``workspace=`` (docs/workspace.md). See docs/ode.md.
 """
 from . import adjoint, hbnode, node, solvers
 from .adjoint import continuous_adjoint, discrete_adjoint
