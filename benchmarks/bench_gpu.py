@@ -41,18 +41,11 @@ import numpy as np  # noqa: E402
 from manualgrad import backend, gpu, rnn  # noqa: E402
 from manualgrad.cells import lstm  # noqa: E402
 
+sys.path.insert(0, HERE)
+from bench_rnn import parse_size  # noqa: E402
+
 RNN_SIZES = ("50x64x5x128", "100x1024x32x512", "784x256x1x256", "200x2048x16x512")
 LSTM_SIZES = ("100x1024x32x256",)
-
-
-def parse_size(text):
-    try:
-        T, B, p, m = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("size must be TxBxpxm, e.g. 50x64x5x128; got %r" % text)
-    if min(T, B, p, m) < 1:
-        raise argparse.ArgumentTypeError("every entry of size %r must be >= 1" % text)
-    return T, B, p, m
 
 
 def _sync():

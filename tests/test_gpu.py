@@ -10,6 +10,8 @@ also compared with CuPy running the NumPy path (``set_fused(False)``).
 import numpy as np
 import pytest
 
+import gpu_cases
+
 from manualgrad import backend, coadjoint, gpu, rnn
 from manualgrad.cells import lstm
 
@@ -22,26 +24,7 @@ SHAPES = [(1, 1, 1, 1), (5, 3, 2, 7), (9, 19, 3, 37), (23, 70, 5, 48)]  # T, B, 
 HEADS = [("sigmoid", "bce", False), ("softmax", "cross_entropy", True), ("identity", "mse", False)]
 
 
-def _rel(a, b):
-    a = backend.to_numpy(a).astype(np.float64)
-    b = backend.to_numpy(b).astype(np.float64)
-    return float(np.linalg.norm((a - b).ravel()) / max(np.linalg.norm(b.ravel()), 1e-300))
-
-
-def _data(T, B, p, m, l, loss, many_to_many, seed=0):
-    rng = np.random.default_rng(seed)
-    u = rng.standard_normal((T, B, p))
-    lead = (T, B) if many_to_many else (B,)
-    y = rng.integers(0, l, lead) if loss == "cross_entropy" else rng.uniform(0, 1, lead + (l,))
-    x0 = 0.3 * rng.standard_normal((B, m))
-    return u, y, x0
-
-
-def _rnn_arrays(s):
-    out = {"x": s.traj.x, "z": s.traj.z, "lam": s.adj.lam, "lam_z": s.adj.lam_z,
-           "lam0": s.adj.lam0, "F": s.F}
-    out.update({"grad_" + k: v for k, v in s.grads.items()})
-    return out
+_rel, _data, _rnn_arrays = gpu_cases.rel, gpu_cases.data, gpu_cases.rnn_arrays
 
 
 @pytest.mark.parametrize("strategy", ["steps", "persistent"])

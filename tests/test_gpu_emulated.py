@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import cuda_emulator
+import gpu_cases
 from manualgrad import activations, backend, coadjoint, gpu, rnn
 from manualgrad.cells import lstm
 
@@ -39,24 +40,7 @@ def emulated(monkeypatch):
     return lambda mode, dtype="float64": backend.use_backend("numpy", dtype, fused=mode)
 
 
-def _rel(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm((a - b).ravel()) / max(np.linalg.norm(b.ravel()), 1e-300))
-
-
-def _data(T, B, p, m, l, loss, many_to_many, seed=0):
-    rng = np.random.default_rng(seed)
-    u = rng.standard_normal((T, B, p))
-    lead = (T, B) if many_to_many else (B,)
-    y = rng.integers(0, l, lead) if loss == "cross_entropy" else rng.uniform(0, 1, lead + (l,))
-    return u, y, 0.3 * rng.standard_normal((B, m))
-
-
-def _rnn_arrays(s):
-    out = {"x": s.traj.x, "z": s.traj.z, "lam": s.adj.lam, "lam_z": s.adj.lam_z,
-           "lam0": s.adj.lam0, "F": s.F}
-    out.update({"grad_" + k: v for k, v in s.grads.items()})
-    return out
+_rel, _data, _rnn_arrays = gpu_cases.rel, gpu_cases.data, gpu_cases.rnn_arrays
 
 
 def _compare(got, ref, tol):
