@@ -83,27 +83,25 @@ def _host_data(T, B, p, seed=0):
     return rng.standard_normal((T, B, p)), (rng.random((B, 1)) < 0.5).astype(np.float64)
 
 
-def manualgrad_rnn(T, B, p, m, fused):
-    """A callable computing one RNN gradient on the active backend with fused mode ``fused``."""
+def manualgrad_grad(cell, params, T, B, p, fused):
+    """A callable computing one gradient of ``cell`` (rnn or lstm) on the active backend, with
+    fused mode ``fused``."""
     u, y = _host_data(T, B, p)
-    params = rnn.init_params(p, m, 1, seed=0)
     u, y = backend.asarray(u), backend.asarray(y)
 
     def gradient():
         with backend.use_backend(fused=fused):
-            return rnn.loss_and_grad(params, u, y)
+            return cell.loss_and_grad(params, u, y)
     return gradient
+
+
+def manualgrad_rnn(T, B, p, m, fused):
+    return manualgrad_grad(rnn, rnn.init_params(p, m, 1, seed=0), T, B, p, fused)
 
 
 def manualgrad_lstm(T, B, p, m, fused):
-    u, y = _host_data(T, B, p)
-    params = lstm.init_params(p, m, 1, seed=0, forget_bias=1.0)
-    u, y = backend.asarray(u), backend.asarray(y)
-
-    def gradient():
-        with backend.use_backend(fused=fused):
-            return lstm.loss_and_grad(params, u, y)
-    return gradient
+    return manualgrad_grad(lstm, lstm.init_params(p, m, 1, seed=0, forget_bias=1.0), T, B, p,
+                           fused)
 
 
 def cublas_floor(T, B, m, dtype):

@@ -30,7 +30,6 @@ import os
 import platform
 import sys
 import time
-import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
@@ -42,22 +41,11 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
+from bench_rnn import peak_bytes  # noqa: E402  (tracemalloc peak of one call, after a warm-up)
 from manualgrad.ode import node, solvers  # noqa: E402
 
 FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_memory.png")
 ORDER_FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_adjoint_order.png")
-
-
-def peak_bytes(fn):
-    """tracemalloc peak of one call of ``fn`` above the memory traced just before it (bytes)."""
-    fn()  # warm-up: first-call allocations (imports, caches) are not counted
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        fn()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 def measure_memory(B, n, H, steps, solver, seed):

@@ -209,12 +209,9 @@ def keep_freed_memory():
         libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30))
 
 
-def new_host_memory(fn):
-    """Peak new host memory (bytes, tracemalloc) of one call of ``fn`` after it has run once:
-    what a call allocates in steady state (with a workspace: only its small results). None on
-    cupy, whose device memory tracemalloc does not see."""
-    if backend.get_backend() == "cupy":
-        return None
+def peak_bytes(fn):
+    """tracemalloc peak of one call of ``fn`` above the memory traced just before it (bytes),
+    after one untimed call (first-call allocations: imports, caches, workspace buffers)."""
     import tracemalloc
     fn()
     tracemalloc.start()
@@ -224,6 +221,13 @@ def new_host_memory(fn):
         return tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
+
+
+def new_host_memory(fn):
+    """Peak new host memory (bytes) of one call of ``fn`` in steady state (:func:`peak_bytes`;
+    with a workspace: only its small results). None on cupy, whose device memory tracemalloc
+    does not see."""
+    return None if backend.get_backend() == "cupy" else peak_bytes(fn)
 
 
 def _minor_faults():

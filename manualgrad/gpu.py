@@ -275,6 +275,11 @@ def _grid(n):
     return (min((n + _BLOCK - 1) // _BLOCK, _device()["sms"] * 16),)
 
 
+def _launch(n):
+    """``(grid, block, n)`` for an element-wise kernel over n entries (n as the kernel's int64)."""
+    return _grid(n), (_BLOCK,), backend.np.int64(n)
+
+
 def _device():
     cp = backend.xp()
     dev = cp.cuda.Device()
@@ -358,8 +363,7 @@ def rnn_forward(W_rec, x, z, activation):
         return
     gemm = _Gemm(x.dtype, B, m, m, trans_b=True)
     act = _kernel("rnn_step_forward", x.dtype, activation)
-    n = B * m
-    grid, block, nn = _grid(n), (_BLOCK,), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
     W = _address(W_rec)
     for t in range(T):
         zt, xt = _ptr(z, t), _ptr(x, t)
@@ -382,8 +386,7 @@ def rnn_adjoint(W_rec, z, x, lam, lam_z, activation, many_to_many):
         return
     gemm = _Gemm(x.dtype, B, m, m, trans_b=False)
     dsig = _kernel("rnn_step_adjoint", x.dtype, activation)
-    n = B * m
-    grid, block, nn = _grid(n), (_BLOCK,), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
     W = _address(W_rec)
     beta = 1.0 if many_to_many else 0.0
     for k in range(T - 1, -1, -1):  # row k is step k + 1
@@ -422,9 +425,8 @@ def lstm_forward(W_hT, a, gates, h, c, tc):
     m = m4 // 4
     gemm = _Gemm(a.dtype, B, m4, m, trans_b=False)
     cell = _kernel("lstm_step_forward", a.dtype)
-    n = B * m
-    grid, block = _grid(n), (_BLOCK,)
-    mm, nn = backend.np.int64(m), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
+    mm = backend.np.int64(m)
     W = _address(W_hT)
     for t in range(T):
         at = _ptr(a, t)
@@ -443,9 +445,8 @@ def lstm_adjoint(W_h, traj, lam, lam_c, cbar, lam_z, many_to_many):
     T, B, m = traj.tc.shape
     gemm = _Gemm(lam.dtype, B, m, 4 * m, trans_b=False)
     cell = _kernel("lstm_step_adjoint", lam.dtype)
-    n = B * m
-    grid, block = _grid(n), (_BLOCK,)
-    mm, nn = backend.np.int64(m), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
+    mm = backend.np.int64(m)
     i32 = backend.np.int32
     W = _address(W_h)
     beta = 1.0 if many_to_many else 0.0
@@ -465,8 +466,7 @@ def coadjoint_gamma(W_rec, gamma, Wgam, s, mu):
     T, B, m = s.shape
     gemm = _Gemm(s.dtype, B, m, m, trans_b=True)
     madd = _kernel("madd", s.dtype)
-    n = B * m
-    grid, block, nn = _grid(n), (_BLOCK,), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
     W = _address(W_rec)
     for k in range(T):
         wg = _ptr(Wgam, k)
@@ -481,8 +481,7 @@ def coadjoint_xi(W_rec, zeta, s, xi, many_to_many):
     T, B, m = s.shape
     gemm = _Gemm(s.dtype, B, m, m, trans_b=False)
     addmul = _kernel("addmul", s.dtype)
-    n = B * m
-    grid, block, nn = _grid(n), (_BLOCK,), backend.np.int64(n)
+    grid, block, nn = _launch(B * m)
     W = _address(W_rec)
     beta = 1.0 if many_to_many else 0.0
     for k in range(T - 1, -1, -1):  # zeta row k is step k + 1; xi row k + 1 is xi_{k+1}

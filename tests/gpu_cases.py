@@ -26,3 +26,43 @@ def rnn_arrays(s):
            "lam0": s.adj.lam0, "F": s.F}
     out.update({"grad_" + k: v for k, v in s.grads.items()})
     return out
+
+
+def lstm_arrays(s):
+    """Every array of a cells.lstm.Sweep worth comparing, by name."""
+    out = {"h": s.traj.h, "c": s.traj.c, "a": s.traj.a, "gates": s.traj.gates,
+           "tc": s.traj.tc, "lam": s.adj.lam, "lam_c": s.adj.lam_c, "cbar": s.adj.lam_c_total,
+           "zeta": s.adj.lam_z, "lam0": s.adj.lam0, "lam_c0": s.adj.lam_c0, "F": s.F}
+    out.update({"grad_" + k: v for k, v in s.grads.items()})
+    return out
+
+
+def coadjoint_arrays(c):
+    """The coadjoint sweeps' arrays and the gradient of a coadjoint.Coadjoint, by name."""
+    out = {"gamma": c.gamma, "xi": c.xi, "zeta": c.zeta, "J": c.J}
+    out.update({"grad_" + k: v for k, v in c.grads.items()})
+    return out
+
+
+def check_workspace_reuse(P, LP, u, y, x0):
+    """RNN, coadjoint and LSTM gradients on the active (fused) backend: the same bits without a
+    workspace, with one, and with it again after a call on other data; no buffer allocated
+    after the first call."""
+    from manualgrad import coadjoint, rnn
+    from manualgrad.cells import lstm
+
+    def calls(v, workspace):
+        return [rnn.loss_and_grad(P, v, y, x0=x0, workspace=workspace)[1],
+                coadjoint.loss_and_grad(P, v, y, x0=x0, workspace=workspace)[2],
+                lstm.loss_and_grad(LP, v, y, workspace=workspace)[1]]
+    ws = backend.Workspace()
+    ref = calls(u, False)
+    first = calls(u, ws)
+    misses = ws.misses
+    calls(u[::-1].copy(), ws)
+    again = calls(u, ws)
+    assert ws.misses == misses and ws.hits > 0
+    for r, a, b in zip(ref, first, again):
+        for k in r:
+            r_, a_, b_ = (backend.to_numpy(x) for x in (r[k], a[k], b[k]))
+            assert np.array_equal(r_, a_) and np.array_equal(r_, b_), k

@@ -109,12 +109,7 @@ def test_fused_lstm_sweep_matches_numpy(dtype, shape, head):
     c0 = 0.5 * h0[:, ::-1].copy()
     kw = dict(state0={"h0": h0, "c0": c0}, output=output, loss=loss, many_to_many=many_to_many)
 
-    def arrays(s):
-        out = {"h": s.traj.h, "c": s.traj.c, "a": s.traj.a, "gates": s.traj.gates,
-               "tc": s.traj.tc, "lam": s.adj.lam, "lam_c": s.adj.lam_c, "cbar": s.adj.lam_c_total,
-               "zeta": s.adj.lam_z, "lam0": s.adj.lam0, "lam_c0": s.adj.lam_c0, "F": s.F}
-        out.update({"grad_" + k: v for k, v in s.grads.items()})
-        return out
+    arrays = gpu_cases.lstm_arrays
     with backend.use_backend("numpy", "float64"):
         ref = arrays(lstm.sweep(lstm.init_params(p, m, l, seed=1, bias_scale=0.3,
                                                  forget_bias=1.0), u, y, **kw))
@@ -132,10 +127,7 @@ def test_fused_coadjoint_matches_numpy(G, many_to_many):
     u, y, x0 = _data(T, B, p, m, l, "bce", many_to_many, seed=9)
     kw = dict(G=G, alpha=0.3, x0=x0, many_to_many=many_to_many)
 
-    def arrays(c):
-        out = {"gamma": c.gamma, "xi": c.xi, "zeta": c.zeta, "J": c.J}
-        out.update({"grad_" + k: v for k, v in c.grads.items()})
-        return out
+    arrays = gpu_cases.coadjoint_arrays
     with backend.use_backend("numpy", "float64"):
         ref = arrays(coadjoint.sweep(rnn.init_params(p, m, l, seed=3, bias_scale=0.2), u, y, **kw))
     with backend.use_backend("cupy", "float64", fused="steps"):
@@ -162,20 +154,5 @@ def test_fused_path_reuses_its_workspace_bit_for_bit(strategy):
     T, B, p, m, l = 15, 20, 3, 17, 2
     u, y, x0 = _data(T, B, p, m, l, "bce", False, seed=11)
     with backend.use_backend("cupy", "float64", fused=strategy):
-        P = rnn.init_params(p, m, l, seed=2)
-        ws = backend.Workspace()
-        F0, g0 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=False)
-        F1, g1 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=ws)
-        misses = ws.misses
-        rnn.loss_and_grad(P, u[::-1].copy(), y, x0=x0, workspace=ws)
-        F2, g2 = rnn.loss_and_grad(P, u, y, x0=x0, workspace=ws)
-        assert ws.misses == misses and ws.hits > 0
-        c0 = coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=False)[2]
-        c1 = coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=ws)[2]
-        LP = lstm.init_params(p, m, l, seed=3)
-        h0 = lstm.loss_and_grad(LP, u, y, workspace=False)[1]
-        h1 = lstm.loss_and_grad(LP, u, y, workspace=ws)[1]
-    for a, b in [(g0, g1), (g0, g2), (c0, c1), (h0, h1)]:
-        for k in a:
-            assert bool((a[k] == b[k]).all()), k
-    assert float(F0) == float(F1) == float(F2)
+        gpu_cases.check_workspace_reuse(rnn.init_params(p, m, l, seed=2),
+                                        lstm.init_params(p, m, l, seed=3), u, y, x0)

@@ -101,12 +101,7 @@ def test_emulated_fused_lstm_matches_the_numpy_path(emulated, head, dtype):
               many_to_many=many_to_many)
     P = lstm.init_params(p, m, l, seed=1, bias_scale=0.3, forget_bias=1.0)
 
-    def arrays(s):
-        out = {"h": s.traj.h, "c": s.traj.c, "a": s.traj.a, "gates": s.traj.gates,
-               "tc": s.traj.tc, "lam": s.adj.lam, "lam_c": s.adj.lam_c, "cbar": s.adj.lam_c_total,
-               "zeta": s.adj.lam_z, "lam0": s.adj.lam0, "lam_c0": s.adj.lam_c0, "F": s.F}
-        out.update({"grad_" + k: v for k, v in s.grads.items()})
-        return out
+    arrays = gpu_cases.lstm_arrays
     ref = arrays(lstm.sweep(P, u, y, **kw))
     with emulated("steps", dtype):
         got = arrays(lstm.sweep(P, u, y, **kw))
@@ -120,10 +115,7 @@ def test_emulated_fused_coadjoint_matches_the_numpy_path(emulated, many_to_many)
     kw = dict(G="G23", alpha=0.3, x0=x0, many_to_many=many_to_many)
     P = rnn.init_params(p, m, l, seed=3, bias_scale=0.2)
 
-    def arrays(c):
-        out = {"gamma": c.gamma, "xi": c.xi, "zeta": c.zeta, "J": c.J}
-        out.update({"grad_" + k: v for k, v in c.grads.items()})
-        return out
+    arrays = gpu_cases.coadjoint_arrays
     ref = arrays(coadjoint.sweep(P, u, y, **kw))
     with emulated("steps"):
         got = arrays(coadjoint.sweep(P, u, y, **kw))
@@ -155,23 +147,6 @@ def test_emulated_fused_path_reuses_its_workspace_bit_for_bit(emulated, strategy
     """The fused path takes its buffers from the engine's workspace like the NumPy path."""
     T, B, p, m = 8, 19, 3, 21
     u, y, x0 = _data(T, B, p, m, 2, "bce", False, seed=12)
-    P = rnn.init_params(p, m, 2, seed=2)
-    LP = lstm.init_params(p, m, 2, seed=3)
     with emulated(strategy):
-        ws = backend.Workspace()
-        ref = [rnn.loss_and_grad(P, u, y, x0=x0, workspace=False)[1],
-               coadjoint.loss_and_grad(P, u, y, x0=x0, workspace=False)[2],
-               lstm.loss_and_grad(LP, u, y, workspace=False)[1]]
-
-        def calls(v):
-            return [rnn.loss_and_grad(P, v, y, x0=x0, workspace=ws)[1],
-                    coadjoint.loss_and_grad(P, v, y, x0=x0, workspace=ws)[2],
-                    lstm.loss_and_grad(LP, v, y, workspace=ws)[1]]
-        first = calls(u)
-        misses = ws.misses
-        calls(u[::-1].copy())
-        again = calls(u)
-        assert ws.misses == misses and ws.hits > 0
-    for r, a, b in zip(ref, first, again):
-        for k in r:
-            assert np.array_equal(r[k], a[k]) and np.array_equal(r[k], b[k]), k
+        gpu_cases.check_workspace_reuse(rnn.init_params(p, m, 2, seed=2),
+                                        lstm.init_params(p, m, 2, seed=3), u, y, x0)
