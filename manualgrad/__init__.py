@@ -2,10 +2,11 @@
 
 Modules: :mod:`~manualgrad.backend` (NumPy/CuPy switch), :mod:`~manualgrad.activations`,
 :mod:`~manualgrad.losses`, :mod:`~manualgrad.rnn` (JP eqs. 5-13), :mod:`~manualgrad.layered`
-(JP eqs. 1-4), :mod:`~manualgrad.bptt` (BW-BPTT), :mod:`~manualgrad.inspect`,
+(JP eqs. 1-4), :mod:`~manualgrad.bptt` (BW-BPTT),
+:mod:`~manualgrad.tbptt` (truncated BPTT), :mod:`~manualgrad.inspect`,
 :mod:`~manualgrad.check`, :mod:`~manualgrad.testing`, :mod:`~manualgrad.data`.
 """
 __version__ = "0.1.0"
 
-from . import activations, backend, bptt, check, data, inspect, layered, losses, optim, rnn, train  # noqa: F401,E402,E501
+from . import activations, backend, bptt, check, data, inspect, layered, losses, optim, rnn, tbptt, train  # noqa: F401,E402,E501
 from .backend import get_backend, set_backend, use_backend  # noqa: F401,E402

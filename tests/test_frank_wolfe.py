@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from manualgrad import backend, cells, optim, rnn, train
+from manualgrad import backend, cells, optim, rnn, tbptt, train
 from manualgrad.optim import FrankWolfe, fw_angle, lmo, lmo_params, step_decay
 from manualgrad.optim.frank_wolfe import dual_exponent, norm
 
@@ -415,7 +415,7 @@ def test_classification_api_fw_adam_tbptt_and_tbptt_fw():
     kw = dict(activation="tanh", output="softmax", loss="cross_entropy")
     P0 = rnn.init_params(p, 8, l, seed=0)
     full = functools.partial(rnn.loss_and_grad, **kw)
-    trunc = optim.tbptt_grad_fn(4, 12, **kw)       # k1 = 4 forward, k2 = 12 backward
+    trunc = tbptt.grad_fn(4, 12, **kw)       # k1 = 4 forward, k2 = 12 backward
     setups = {"adam": (full, optim.Adam(0.05)),
               "fw": (full, FrankWolfe(delta=0.05, eta=0.05, K=1, outer="adam")),
               "tbptt": (trunc, optim.Adam(0.05)),

@@ -9,7 +9,8 @@ import pytest
 from manualgrad import backend, rnn
 from manualgrad.data import transforms
 from manualgrad.experiments import fwseq, record
-from manualgrad.optim import FrankWolfe, tbptt
+from manualgrad import tbptt
+from manualgrad.optim import FrankWolfe
 from manualgrad.optim.adam import Adam
 from manualgrad.optim.sgd import SGD
 from manualgrad.experiments.options import apply_quick

@@ -15,7 +15,7 @@ the same initial weights (``seed``) and sees the same minibatch order (also ``se
 - ``sgd_clip``: SGD with gradient clipping (``lr_sgd_clip``, global norm ``clip_sgd``; FW
   Table III's "SGD+Clipping"). ``clip`` clips every method's gradients on top;
 - ``adam``: Adam (``lr_adam``);
-- ``tbptt``: Adam on the TBPTT(k1, k2) gradient (:mod:`manualgrad.optim.tbptt`; k1 defaults to
+- ``tbptt``: Adam on the TBPTT(k1, k2) gradient (:mod:`manualgrad.tbptt`; k1 defaults to
   ceil(T / 4), k2 to k1). The loss sits at T only, so with k2 < T/2 no gradient path reaches the
   first marker: what the recurrent weights learn there, they learn from the last window;
 - ``tbptt_fw`` (not in ``all``): Frank-Wolfe on the TBPTT gradient.
@@ -37,7 +37,7 @@ import time
 
 from .. import backend, rnn, train
 from ..data.adding import TRIVIAL_MSE, adding_task
-from ..optim import tbptt
+from .. import tbptt
 from ..optim.adam import Adam
 from ..optim.frank_wolfe import MINIBATCHES, OUTERS, FrankWolfe, step_decay
 from ..optim.sgd import SGD

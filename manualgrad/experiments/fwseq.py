@@ -20,7 +20,7 @@ from the same weights (``seed``) and sees the same minibatch order (also ``seed`
   by Adam with learning rate ``lr_fw1`` / ``lr_fw5`` (FW Sec. V: "Adam is used as the optimizer
   for all the methods");
 - ``adam``: Adam on the BPTT gradient; ``sgd``: plain SGD;
-- ``tbptt``: Adam on the TBPTT(k1, k2) gradient (:mod:`manualgrad.optim.tbptt`), windows of a
+- ``tbptt``: Adam on the TBPTT(k1, k2) gradient (:mod:`manualgrad.tbptt`), windows of a
   quarter of the sequence by default (FW: 196 = 784 / 4 steps; here ceil(T / 4)); the loss is
   at step T only (``tbptt_loss_at="last"``), so the gradient sees the last k2 steps;
 - ``tbptt_fw``: Frank-Wolfe (K = ``fw_K``) on the TBPTT gradient.
@@ -57,7 +57,7 @@ from .. import backend, cells, losses, rnn, train
 from ..cells import lstm
 from ..data import transforms
 from ..data.digits import digit_sequences, mnist_sequences
-from ..optim import tbptt
+from .. import tbptt
 from ..optim.frank_wolfe import MINIBATCHES, OUTERS, FrankWolfe
 from .._validate import integer as _integer, number as _number
 from . import record as _record

@@ -43,7 +43,7 @@ import time
 
 from .. import backend
 from ..data.har import CHANNELS, HAR2_GROUPINGS, har_sequences
-from ..optim import tbptt
+from .. import tbptt
 from .._validate import integer as _integer, number as _number
 from . import fwseq
 from . import record as _record

@@ -5,21 +5,16 @@
 :mod:`~manualgrad.optim.clip`: :func:`clip_by_global_norm` (BW-BPTT gradient clipping).
 :mod:`~manualgrad.optim.frank_wolfe`: :func:`lmo`, :func:`lmo_params` (FW eq. 7),
 :class:`FrankWolfe` (FW Algorithm 1), :func:`step_decay`, :func:`fw_angle` (FW Assumption A5).
-:mod:`~manualgrad.optim.tbptt`: truncated BPTT(k1, k2) gradients for ``fit``
-(:func:`tbptt_loss_and_grad`, :func:`tbptt_grad_fn`, :func:`truncated_objective`,
-:func:`tbptt_windows`).
+
+Truncated BPTT is a gradient method, not an optimizer: it lives in :mod:`manualgrad.tbptt`,
+next to :mod:`manualgrad.bptt`.
 """
-from . import frank_wolfe, tbptt  # noqa: F401
+from . import frank_wolfe  # noqa: F401
 from .adam import Adam, adam_init, adam_step  # noqa: F401
 from .clip import clip_by_global_norm, global_norm  # noqa: F401
 from .frank_wolfe import FrankWolfe, lmo, lmo_params, step_decay  # noqa: F401
 from .frank_wolfe import angle as fw_angle  # noqa: F401
 from .sgd import SGD, sgd_step  # noqa: F401
-from .tbptt import grad_fn as tbptt_grad_fn  # noqa: F401
-from .tbptt import loss_and_grad as tbptt_loss_and_grad  # noqa: F401
-from .tbptt import truncated_objective  # noqa: F401
-from .tbptt import windows as tbptt_windows  # noqa: F401
 
 __all__ = ["Adam", "adam_init", "adam_step", "clip_by_global_norm", "global_norm", "SGD",
-           "sgd_step", "FrankWolfe", "lmo", "lmo_params", "step_decay", "fw_angle",
-           "tbptt_loss_and_grad", "tbptt_grad_fn", "truncated_objective", "tbptt_windows"]
+           "sgd_step", "FrankWolfe", "lmo", "lmo_params", "step_decay", "fw_angle"]

@@ -45,8 +45,8 @@ do not overlap are just the cell's own sweep from the carried state).
 """
 from __future__ import annotations
 
-from .. import backend, losses, rnn
-from .._validate import float_array
+from . import backend, losses, rnn
+from ._validate import float_array
 
 __all__ = ["windows", "loss_and_grad", "truncated_objective", "grad_fn", "LOSS_AT"]
 
@@ -246,7 +246,7 @@ def truncated_objective(params, u, y, k1, k2=None, anchor=None, state0=None,
 
 # ------------------------------------------------------------------------- any cell, k2 = k1
 def _cell_tbptt(params, u, y, wins, cell, state0, output, loss, many_to_many, loss_at, options):
-    from .. import cells
+    from . import cells
     mod = cells.get(cell) if isinstance(cell, str) else cell
     T = u.shape[0]
     steps = _loss_steps(wins, T, many_to_many, loss_at)
