@@ -3,21 +3,24 @@
 Modules: :mod:`~manualgrad.ode.solvers` (explicit Runge-Kutta solvers in a registry:
 euler, midpoint, rk4, dopri5), :mod:`~manualgrad.ode.adjoint` (the discrete adjoint of a solve
 and the continuous adjoint of BW Theorem 1, generic over the vector-field protocol),
-:mod:`~manualgrad.ode.node` (the BW neural ODE field, its loss and gradients, Lemma 1),
-:mod:`~manualgrad.ode.hbnode` (the heavy-ball neural ODE, BW Theorems 2-4) and
-:mod:`~manualgrad.ode.linear` (host-side linear theory of the heavy-ball ODE; import it
-explicitly: ``from manualgrad.ode import linear``, it needs scipy).
+:mod:`~manualgrad.ode.gradient` (the one gradient entry point of the models: solve, readout,
+head and the registry of gradient methods, ``METHODS``), :mod:`~manualgrad.ode.node` (the BW
+neural ODE field, its loss and gradients, Lemma 1), :mod:`~manualgrad.ode.hbnode` (the
+heavy-ball neural ODE, BW Theorems 2-4) and :mod:`~manualgrad.ode.linear` (host-side linear
+theory of the heavy-ball ODE; import it explicitly: ``from manualgrad.ode import linear``, it
+needs scipy).
 
 Vector-field protocol: ``field.f(t, z, theta) -> (B, n)`` and
 ``field.vjp(t, z, theta, a) -> (a @ df/dz, {name: sum_b a . df/dtheta[name]})``; optional
 ``field.jvp(t, z, theta, v)``, ``field.check(theta, z0) -> theta``, and for allocation-free
 solves ``field.f_into(t, z, theta, out, ws)`` and ``field.vjp_into(t, z, theta, a, out_z,
-out_theta, ws)``. ``loss_and_grad`` takes ``workspace=`` (docs/workspace.md). See docs/ode.md.
+out_theta, ws)``. ``loss_and_grad`` takes ``workspace=`` (docs/workspace.md). A state, adjoint
+or loss that is no longer finite raises FloatingPointError naming the step. See docs/ode.md.
 """
-from . import adjoint, hbnode, node, solvers
+from . import adjoint, gradient, hbnode, node, solvers
 from .adjoint import continuous_adjoint, discrete_adjoint
 from .node import LinearField, NODEField
 from .solvers import SOLVERS, odeint, odeint_grid
 
-__all__ = ["adjoint", "hbnode", "node", "solvers", "continuous_adjoint", "discrete_adjoint",
-           "LinearField", "NODEField", "SOLVERS", "odeint", "odeint_grid"]
+__all__ = ["adjoint", "gradient", "hbnode", "node", "solvers", "continuous_adjoint",
+           "discrete_adjoint", "LinearField", "NODEField", "SOLVERS", "odeint", "odeint_grid"]

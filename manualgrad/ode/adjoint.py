@@ -52,7 +52,8 @@ from .. import backend
 from .._validate import float_array
 from . import solvers as _solvers
 
-__all__ = ["discrete_adjoint", "continuous_adjoint", "AdjointResult", "zeros_like_params"]
+__all__ = ["discrete_adjoint", "continuous_adjoint", "AdjointResult", "zeros_like_params",
+           "discrete_sweep", "continuous_sweep"]
 
 
 def zeros_like_params(theta):
@@ -101,15 +102,35 @@ def discrete_adjoint(field, sol, theta, a1, workspace=True):
     against central differences of the solve to < 1e-7 relative error. For dopri5 the accepted
     step sizes are constants (the gradient of the replayed grid ``odeint_grid(.., sol.ts, ..)``).
     Cost: per step s - 1 evaluations of f (to recompute the stage states) and s of vjp.
+    Raises FloatingPointError, naming the backward step, when the adjoint or a gradient is no
+    longer finite (:func:`discrete_sweep`).
     """
     with backend.workspace_scope(workspace) as ws:
-        a0, grads = _discrete_adjoint(field, sol, theta, a1, ws)
-        return _solvers._fresh(a0, ws), grads
+        a0, grads = discrete_sweep(field, sol, theta, a1, ws)
+        return _solvers.fresh(a0, ws), grads
 
 
-def _discrete_adjoint(field, sol, theta, a1, ws=None):
-    """:func:`discrete_adjoint` with its arrays in workspace ``ws`` (None: fresh): the returned
-    a0 is then a workspace buffer (copy it before returning it); grads are always new arrays."""
+def discrete_sweep(field, sol, theta, a1, ws=None):
+    """:func:`discrete_adjoint` as the engine calls it, with its arrays in workspace ``ws`` (None:
+    fresh): the returned a0 is then a workspace buffer (copy it, :func:`~.solvers.fresh`, before
+    returning it); grads are always new arrays.
+
+    Raises FloatingPointError when the adjoint or a gradient is no longer finite (NaN or Inf)
+    at the end of the sweep, naming the backward step where it happened (one reduction per
+    array per sweep; the step is found by a re-run, the error path). The forward states were
+    finite (the solve checks them): the adjoint, which grows backward as the state grows
+    forward, overflowed.
+    """
+    with backend.errstate(over="ignore", invalid="ignore"):  # non-finite results raise below
+        a0, grads = _sweep(field, sol, theta, a1, ws)
+        if not _solvers.all_finite([a0] + list(grads.values())):
+            _sweep(field, sol, theta, a1, None, locate=True)
+    return a0, grads
+
+
+def _sweep(field, sol, theta, a1, ws=None, locate=False):
+    """The reverse sweep of :func:`discrete_sweep`; ``locate``: check a and the gradients after
+    every step and raise FloatingPointError at the first that is not finite (the error path)."""
     if not isinstance(sol, _solvers.Solution):
         raise TypeError("sol must be a Solution from odeint/odeint_grid, got %s"
                         % type(sol).__name__)
@@ -125,7 +146,7 @@ def _discrete_adjoint(field, sol, theta, a1, ws=None):
     s = tab.prop_stages
     A, b, c = tab.A, tab.b, tab.c
     xp = backend.xp()
-    ws = _solvers._scratch(ws)
+    ws = _solvers.scratch_of(ws)
     f_into, vjp_into = _solvers.f_into_of(field), _solvers.vjp_into_of(field)
 
     # the arrays of the sweep, (B, n) rows of one block: the stage states Z_2..Z_s (Z_1 = z,
@@ -137,7 +158,7 @@ def _discrete_adjoint(field, sol, theta, a1, ws=None):
     Zbars = [next(rows) for _ in range(s)]
     kbar, term = next(rows), next(rows)
     abars = (next(rows), next(rows))
-    g_stage = dict(zip(theta, _solvers._Layout(list(theta.values())).new(
+    g_stage = dict(zip(theta, _solvers.Layout(list(theta.values())).new(
         ws, "ode.dadj.g").parts))  # the theta-gradients of one vjp
     a = abars[0]
     a[...] = a1
@@ -147,7 +168,7 @@ def _discrete_adjoint(field, sol, theta, a1, ws=None):
         Z = [z] + Zs
         for i in range(1, s):
             f_into(t + c[i - 1] * h, Z[i - 1], theta, Ks[i - 1], ws)
-            _solvers._lincomb(Z[i], z, h, A[i], Ks[:i], term)
+            _solvers.lincomb(Z[i], z, h, A[i], Ks[:i], term)
         Zbar = [None] * s
         a_in, a = a, abars[(step + 1) % 2]  # abar' = dL/dz_{k+1}; abar = dL/dz_k
         a[...] = a_in
@@ -168,6 +189,17 @@ def _discrete_adjoint(field, sol, theta, a1, ws=None):
             Zbar[i], g = vjp_into(t + c[i] * h, Z[i], theta, kb, Zbars[i], g_stage, ws)
             _accumulate(grads, g)
             a += Zbar[i]
+        if locate and not _solvers.all_finite([a] + list(grads.values())):
+            bad = "the adjoint dL/dz" if not _solvers.all_finite([a]) else "a parameter gradient"
+            raise FloatingPointError(
+                "discrete_adjoint: %s became non-finite (NaN or Inf) in the backward step from "
+                "t=%r to t=%r (step %d of %d) of %s with h=%.3g, although the forward states "
+                "are finite: the adjoint grows backward as fast as the state grows forward and "
+                "overflows; use a smaller step (more steps), a shorter interval or smaller "
+                "weights" % (bad, sol.ts[k + 1], sol.ts[k], k + 1, sol.steps, sol.solver, h))
+    if locate:
+        raise FloatingPointError("discrete_adjoint: non-finite adjoint or gradient (could not be "
+                                 "located on a re-run)")
     return a, grads
 
 
@@ -222,21 +254,23 @@ def continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h
     independent of the number of steps (with record=False).
     """
     with backend.workspace_scope(False if record else workspace) as ws:
-        res = _continuous_adjoint(field, z1, theta, a1, t0, t1, solver, steps, h, rtol, atol,
-                                  max_steps, first_step, record, ws)
-        res.a0, res.z0 = _solvers._fresh(res.a0, ws), _solvers._fresh(res.z0, ws)
-        res.grads = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}
+        res = continuous_sweep(field, z1, theta, a1, t0, t1, solver, steps, h, rtol, atol,
+                               max_steps, first_step, record, ws)
+        res.a0, res.z0 = _solvers.fresh(res.a0, ws), _solvers.fresh(res.z0, ws)
+        res.grads = {k: _solvers.fresh(v, ws) for k, v in res.grads.items()}
         return res
 
 
-def _continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h=None,
-                        rtol=1e-6, atol=1e-8, max_steps=10_000, first_step=None, record=False,
-                        ws=None):
-    """:func:`continuous_adjoint` with its arrays in workspace ``ws`` (None: fresh): a0, grads
-    and z0 of the result are then workspace buffers (copy what you return)."""
+def continuous_sweep(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h=None,
+                     rtol=1e-6, atol=1e-8, max_steps=10_000, first_step=None, record=False,
+                     ws=None):
+    """:func:`continuous_adjoint` as the engine calls it, with its arrays in workspace ``ws``
+    (None: fresh): a0, grads and z0 of the result are then workspace buffers (copy what you
+    return, :func:`~.solvers.fresh`). A non-finite augmented state raises FloatingPointError
+    as every solve does (:mod:`~manualgrad.ode.solvers`)."""
     tab = _solvers.get_solver(solver)
     t0, t1 = _solvers.check_interval(t0, t1, "continuous_adjoint")
-    z1, theta = _solvers._prepare(field, z1, theta)
+    z1, theta = _solvers.check_problem(field, z1, theta)
     a1 = _check_cotangent(a1, z1)
     keys = list(theta.keys())
     counted = _solvers.Counted(field)
@@ -257,13 +291,13 @@ def _continuous_adjoint(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, 
             xp.negative(ath[k], out=o)
         return out
 
-    a_theta1 = _solvers._Layout(list(theta.values())).new(ws, "ode.adj.a_theta1")
+    a_theta1 = _solvers.Layout(list(theta.values())).new(ws, "ode.adj.a_theta1")
     for flat in a_theta1.flats:
         flat.fill(0)  # a_theta(t1) = 0
     y1 = (z1, a1) + a_theta1.parts
-    grid, rtol, atol, max_steps, first_step = _solvers._settings(
+    grid, rtol, atol, max_steps, first_step = _solvers.solve_settings(
         tab, t0, t1, steps, h, rtol, atol, max_steps, first_step)
-    y, ts, ys, _, acc, rej = _solvers._integrate(
+    y, ts, ys, _, acc, rej = _solvers.integrate_into(
         fun, y1, tab, None if grid is None else grid[::-1], t1, t0, rtol, atol, max_steps,
         first_step, record, "continuous_adjoint (backward from t1 to t0)", ws, "ode.adj")
     grads = {k: y[2 + i] for i, k in enumerate(keys)}

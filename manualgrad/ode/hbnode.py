@@ -29,7 +29,9 @@ BW states Theorem 3 for a = dL/dh; docs/hbnode.md has the derivation and the dis
 
 Gradients of a loss on h(T) in theta, gamma and the initial state (h0, m0) come from
 :mod:`manualgrad.ode.adjoint` (discrete or continuous adjoint) through :func:`loss_and_grad`,
-which mirrors :func:`manualgrad.ode.node.loss_and_grad` (same readout W_out, b_out and head)::
+a thin wrapper of the entry point :func:`manualgrad.ode.gradient.loss_and_grad` that
+:func:`manualgrad.ode.node.loss_and_grad` shares (same readout W_out, b_out, head and methods;
+the state packing :data:`POSITION` says that the loss reads h of z = [h, m])::
 
     P = hbnode.init_params(n, H, seed=0, learn_gamma=True, gamma0=0.5, l=1)
     F, grads, info = hbnode.loss_and_grad(P, h0, m0, y, solver="rk4", steps=20,
@@ -44,14 +46,13 @@ from __future__ import annotations
 
 import math
 
-from .. import activations, backend, losses
+from .. import activations, backend
 from .._validate import float_array, number, params_mapping, positive_int
-from . import adjoint as _adjoint
-from . import node as _node
+from . import gradient as _gradient
 from . import solvers as _solvers
 
 __all__ = ["FIELD_NAMES", "HBNODEField", "init_params", "adjoint_rhs", "gamma_rhs", "split",
-           "check_params", "forward", "loss", "loss_and_grad"]
+           "Position", "POSITION", "check_params", "forward", "loss", "loss_and_grad"]
 
 FIELD_NAMES = ("theta1", "b1", "theta2", "b2")
 """Parameters of f (BW-NODE's theta2 sigma(theta1 h) with biases); "gamma_raw" too if learned."""
@@ -189,7 +190,7 @@ class HBNODEField:
         th1, th2 = theta["theta1"], theta["theta2"]
         h, m = split(z)
         B, n, H = z.shape[0], th2.shape[0], th1.shape[0]
-        dt = _solvers._result_dtype(z, th1)
+        dt = _solvers.result_dtype(z, th1)
         g = self._gamma_into(theta, ws)
         u, s, fh, gm = _solvers.temporaries(ws, "hbnode.f", ((B, H), (B, H), (B, n), (B, n)), dt)
         u = xp.matmul(h, th1.T, out=u)
@@ -226,7 +227,7 @@ class HBNODEField:
         h, m = split(z)
         a_h, a_m = split(a)
         B, n, H = z.shape[0], th2.shape[0], th1.shape[0]
-        dt = _solvers._result_dtype(z, th1)
+        dt = _solvers.result_dtype(z, th1)
         g = self._gamma_into(theta, ws)
         u, s, delta, sp, a_m_J, gam, a_m_m, d_gamma = _solvers.temporaries(
             ws, "hbnode.vjp", ((B, H),) * 4 + ((B, n),) * 3 + ((),), dt)
@@ -398,35 +399,30 @@ def _state(h0, m0, ws=None):
     return z0
 
 
+class Position:
+    """The HBNODE's state packing (:class:`manualgrad.ode.gradient.Whole` for the protocol): the
+    loss reads h of z = [h, m], so h = z[:, :n] and dF/dz(T) = [dF/dh(T), 0] (BW HBNODE eq. 13:
+    m enters the loss only through the dynamics)."""
+
+    def observe(self, z):
+        return split(z)[0]
+
+    def cotangent(self, a_h, z):
+        _, m = split(z)
+        xp = backend.xp()
+        return xp.concatenate([a_h, xp.zeros_like(m)], axis=1)  # L reads h only
+
+    def __repr__(self):
+        return "Position()"
+
+
+POSITION = Position()
+
+
 def check_params(params, z0, field):
     """Validate the field parameters (``field.check``) and the readout W_out (l, n), b_out (l,)."""
     P = field.check(params, z0) if hasattr(field, "check") else dict(params)
-    n = z0.shape[1] // 2
-    if "b_out" in params and "W_out" not in params:
-        raise ValueError("params has b_out but no W_out: the readout needs W_out (l, n)")
-    if "W_out" in params:
-        W = float_array(params["W_out"], "params['W_out']", ndim=2, axes=("l", "n"))
-        if W.shape[1] != n:
-            raise ValueError("params['W_out'] has shape %s, expected (l, n) with n = %d (the "
-                             "readout acts on h(T))" % (tuple(W.shape), n))
-        P["W_out"] = W
-        if "b_out" in params:
-            bo = float_array(params["b_out"], "params['b_out']", ndim=1, axes=("l",))
-            if tuple(bo.shape) != (W.shape[0],):
-                raise ValueError("params['b_out'] has shape %s, expected (l,) = (%d,)"
-                                 % (tuple(bo.shape), W.shape[0]))
-            P["b_out"] = bo
-    return P
-
-
-def _solve(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record,
-           ws=None):
-    """The forward solve (``odeint``, or ``odeint_grid`` over ``grid``), its arrays in workspace
-    ``ws`` (None: fresh)."""
-    if grid is not None:
-        return _solvers._odeint_grid(field, z0, P, grid, solver, record=record, ws=ws)
-    return _solvers._odeint(field, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                            record=record, ws=ws)
+    return _gradient.check_readout(params, P, z0.shape[1] // 2)
 
 
 def forward(params, h0, m0=None, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
@@ -439,17 +435,11 @@ def forward(params, h0, m0=None, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
     (``odeint_grid``; replays e.g. a dopri5 solve's ``info["ts"]``). The Solution's arrays are
     the caller's own (no workspace: it returns the trajectory).
     """
-    return _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-                    gamma, learn_gamma, field, grid, record)
-
-
-def _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation, gamma,
-             learn_gamma, field, grid, record, ws=None):
-    """:func:`forward` with z0 and the solve's arrays in workspace ``ws`` (None: fresh)."""
     fld = _field_for(field, activation, gamma, learn_gamma, params)
-    z0 = _state(h0, m0, ws)
+    z0 = _state(h0, m0)
     P = check_params(params, z0, fld)
-    return _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record, ws)
+    return _solvers.solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                          grid=grid, record=record)
 
 
 def loss(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
@@ -460,13 +450,13 @@ def loss(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rt
     Arguments as in :func:`loss_and_grad` (``workspace``: where z0 and the solver's states and
     stages live; F is the caller's own).
     """
+    fld = _field_for(field, activation, gamma, learn_gamma, params)
     with backend.workspace_scope(workspace) as ws:
-        sol = _forward(params, h0, m0, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                       activation, gamma, learn_gamma, field, grid, False, ws)
-        hT, _ = split(sol.z1)
-        o = _node.readout(params, hT)
-        head, Y = losses.head_and_targets(output, loss, o, y)
-        return head.value(o, head.output.f(o), Y).mean()
+        z0 = _state(h0, m0, ws)
+        P = check_params(params, z0, fld)
+        sol = _solvers.solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                             grid=grid, record=False, ws=ws)
+        return _gradient.head_loss(P, POSITION.observe(sol.z1), y, output, loss)
 
 
 def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
@@ -476,7 +466,9 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
                   adjoint_atol=None, workspace=True):
     """``(F, grads, info)``: a loss on h(T) of the HBNODE and its gradient, two ways.
 
-    Mirrors :func:`manualgrad.ode.node.loss_and_grad` (same head, readout and adjoint options).
+    A thin wrapper of :func:`manualgrad.ode.gradient.loss_and_grad` with the state packing
+    :data:`POSITION` (the loss reads h of z = [h, m]): the same head, readout and methods as
+    :func:`manualgrad.ode.node.loss_and_grad`.
 
     Parameters
     ----------
@@ -503,72 +495,31 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
     info : ``grad_h0``, ``grad_m0`` (B, n) = dF/dh0, dF/dm0; ``grad_z0`` (B, 2n); ``hT``,
     ``mT``; ``aT`` = dF/dz(T) (B, 2n); ``gamma`` (float); ``grad_gamma`` = dF/dgamma (float,
     when gamma is learned: the gamma_raw gradient / (gamma (1 - gamma)); else None); NFE and
-    step counts, ``ts``,
-    ``method``, ``solver`` as in node.loss_and_grad.
+    step counts, ``ts``, ``method``, ``solver`` as in node.loss_and_grad.
+
+    Raises FloatingPointError when the state, the adjoint or the loss is no longer finite.
     """
-    if method not in ("discrete", "continuous"):
-        raise ValueError("method must be 'discrete' or 'continuous', got %r" % (method,))
+    _gradient.check_method(method)
     base = _field_for(field, activation, gamma, learn_gamma, params)
-    fld = _solvers.Counted(base)
     with backend.workspace_scope(workspace) as ws:
         z0 = _state(h0, m0, ws)
         P = check_params(params, z0, base)
-        sol = _solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
-                     (method == "discrete"), ws)
-        nfe_forward = fld.nfe
-        hT, mT = split(_solvers._fresh(sol.z1, ws))  # returned in info: the caller's own
-        o = _node.readout(P, hT)
-        head, Y = losses.head_and_targets(output, loss, o, y)
-        yo = head.output.f(o)
-        F = head.value(o, yo, Y).mean()
-        B = hT.shape[0]
-        dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do (B, l)
-        readout_grads = {}
-        if "W_out" in P:
-            a_hT = dF_do @ P["W_out"]
-            readout_grads["W_out"] = dF_do.T @ hT
-            if "b_out" in P:
-                readout_grads["b_out"] = dF_do.sum(axis=0)
-        else:
-            a_hT = dF_do
-        # L reads h only
-        aT = backend.xp().concatenate([a_hT, backend.xp().zeros_like(mT)], axis=1)
-        theta = {k: v for k, v in P.items() if k not in _node.READOUT_NAMES}
-        fld.nfe = 0
-        if method == "discrete":
-            a0, g = _adjoint._discrete_adjoint(fld, sol, theta, aT, ws)  # g: new arrays
-            steps_back = sol.steps
-        else:
-            asolver = solver if adjoint_solver is None else adjoint_solver
-            if _solvers.get_solver(asolver).adaptive:
-                kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                          atol=atol if adjoint_atol is None else adjoint_atol,
-                          max_steps=max_steps)
-            elif adjoint_steps is not None:
-                kw = dict(steps=adjoint_steps)
-            elif not _solvers.get_solver(solver).adaptive:
-                kw = dict(steps=steps, h=h)
-            else:
-                raise ValueError("method='continuous' with a fixed-step adjoint_solver after an "
-                                 "adaptive forward solve needs adjoint_steps=")
-            res = _adjoint._continuous_adjoint(fld, sol.z1, theta, aT, sol.t0, sol.t1, asolver,
-                                               ws=ws, **kw)
-            a0, steps_back = res.a0, res.steps
-            g = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}  # a_theta(t0)
-        a0 = _solvers._fresh(a0, ws)
-        grads = dict(g)
-        grads.update(readout_grads)
-        grads = {k: grads[k] for k in params}
-        g_val = base.gamma_of(P)
-        g_val = float(backend.to_numpy(g_val).reshape(-1)[0]) if backend.is_array(g_val) else g_val
-        n = hT.shape[1]
-        grad_gamma = None
-        if "gamma_raw" in grads and getattr(base, "learn_gamma", False):
-            grad_gamma = float(backend.to_numpy(grads["gamma_raw"]).reshape(-1)[0]) / (
-                g_val * (1.0 - g_val))
-        info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_z0": a0, "hT": hT, "mT": mT,
-                "aT": aT, "gamma": g_val, "grad_gamma": grad_gamma, "nfe_forward": nfe_forward,
-                "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp, "steps_forward": sol.steps,
-                "steps_backward": steps_back, "ts": sol.ts, "method": method,
-                "solver": sol.solver}
-        return F, grads, info
+        F, grads, g = _gradient.loss_and_grad(
+            base, z0, P, y, t0, t1, solver, steps, h, method, rtol, atol, max_steps, output,
+            loss, adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, POSITION, ws)
+    a0, zT = g["grad_z0"], g["zT"]
+    hT, mT = split(zT)
+    g_val = base.gamma_of(P)
+    g_val = float(backend.to_numpy(g_val).reshape(-1)[0]) if backend.is_array(g_val) else g_val
+    n = hT.shape[1]
+    grad_gamma = None
+    if "gamma_raw" in grads and getattr(base, "learn_gamma", False):
+        grad_gamma = float(backend.to_numpy(grads["gamma_raw"]).reshape(-1)[0]) / (
+            g_val * (1.0 - g_val))
+    info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_z0": a0, "hT": hT, "mT": mT,
+            "aT": g["aT"], "gamma": g_val, "grad_gamma": grad_gamma,
+            "nfe_forward": g["nfe_forward"], "nfe_backward": g["nfe_backward"],
+            "nvjp_backward": g["nvjp_backward"], "steps_forward": g["steps_forward"],
+            "steps_backward": g["steps_backward"], "ts": g["ts"], "method": g["method"],
+            "solver": g["solver"]}
+    return F, grads, info

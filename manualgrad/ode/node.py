@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import math
 
-from .. import activations, backend, losses
+from .. import activations, backend
 from .._validate import float_array, number
 from . import adjoint as _adjoint
+from . import gradient as _gradient
 from . import solvers as _solvers
 
 __all__ = ["PARAM_NAMES", "NODEField", "LinearField", "init_params", "check_params", "readout",
@@ -55,7 +56,8 @@ __all__ = ["PARAM_NAMES", "NODEField", "LinearField", "init_params", "check_para
 PARAM_NAMES = ("theta1", "b1", "theta2", "b2")
 """The field's parameters (``theta1_t`` is added with time_input=True)."""
 
-READOUT_NAMES = ("W_out", "b_out")
+READOUT_NAMES = _gradient.READOUT_NAMES
+"""The readout's parameters W_out (l, n), b_out (l,) (:mod:`manualgrad.ode.gradient`)."""
 
 _GRAD_NAMES = frozenset(PARAM_NAMES + ("theta1_t",))  # the keys NODEField.vjp can make nonzero
 
@@ -126,7 +128,7 @@ class NODEField:
 
     def _pre(self, t, z, theta):
         th1 = theta["theta1"]
-        u = backend.empty((z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1))
+        u = backend.empty((z.shape[0], th1.shape[0]), _solvers.result_dtype(z, th1))
         return self._pre_into(t, z, theta, u)
 
     def f(self, t, z, theta):
@@ -140,12 +142,12 @@ class NODEField:
         """
         xp = backend.xp()
         th1, th2 = theta["theta1"], theta["theta2"]
-        hidden, dt = (z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1)
+        hidden, dt = (z.shape[0], th1.shape[0]), _solvers.result_dtype(z, th1)
         u, s = _solvers.temporaries(ws, "node.f", (hidden, hidden), dt)
         u = self._pre_into(t, z, theta, u, ws)
         s = self.act.f_into(u, s)  # sigma(u)
         if out is None:
-            out = backend.empty((z.shape[0], th2.shape[0]), _solvers._result_dtype(s, th2))
+            out = backend.empty((z.shape[0], th2.shape[0]), _solvers.result_dtype(s, th2))
         xp.matmul(s, th2.T, out=out)
         if "b2" in theta:
             out += theta["b2"]
@@ -163,7 +165,7 @@ class NODEField:
         """
         xp = backend.xp()
         th1, th2 = theta["theta1"], theta["theta2"]
-        hidden, dt = (z.shape[0], th1.shape[0]), _solvers._result_dtype(z, th1)
+        hidden, dt = (z.shape[0], th1.shape[0]), _solvers.result_dtype(z, th1)
         u, s, g, a_theta2 = _solvers.temporaries(ws, "node.vjp", (hidden,) * 4, dt)
         u = self._pre_into(t, z, theta, u, ws)
         s = self.act.f_into(u, s)
@@ -185,7 +187,7 @@ class NODEField:
             if self.time_input:
                 xp.multiply(gs, t, out=out_theta["theta1_t"])
         if out_z is None:
-            out_z = backend.empty(tuple(a.shape), _solvers._result_dtype(g, th1))
+            out_z = backend.empty(tuple(a.shape), _solvers.result_dtype(g, th1))
         xp.matmul(g, th1, out=out_z)
         return out_z, out_theta
 
@@ -298,32 +300,10 @@ def init_params(n, H, seed=0, scale=None, time_input=False, l=None, bias_scale=0
 
 def check_params(params, h0, field):
     """Validate params (field part via ``field.check``, readout W_out (l, n), b_out (l,))."""
-    P = field.check(params, h0)
-    if "b_out" in params and "W_out" not in params:
-        raise ValueError("params has b_out but no W_out: the readout needs W_out (l, n)")
-    if "W_out" in params:
-        W = float_array(params["W_out"], "params['W_out']", ndim=2, axes=("l", "n"))
-        if W.shape[1] != h0.shape[1]:
-            raise ValueError("params['W_out'] has shape %s, expected (l, n) with n = %d"
-                             % (tuple(W.shape), h0.shape[1]))
-        P["W_out"] = W
-        if "b_out" in params:
-            bo = float_array(params["b_out"], "params['b_out']", ndim=1, axes=("l",))
-            if tuple(bo.shape) != (W.shape[0],):
-                raise ValueError("params['b_out'] has shape %s, expected (l,) = (%d,)"
-                                 % (tuple(bo.shape), W.shape[0]))
-            P["b_out"] = bo
-    return P
+    return _gradient.check_readout(params, field.check(params, h0), h0.shape[1])
 
 
-def readout(params, hT):
-    """o = h(T) W_out^T + b_out (B, l), or h(T) itself when params has no W_out."""
-    if "W_out" not in params:
-        return hT
-    o = hT @ params["W_out"].T
-    if "b_out" in params:
-        o = o + params["b_out"]
-    return o
+readout = _gradient.readout  # o = h(T) W_out^T + b_out, or h(T) without W_out
 
 
 def _field_for(field, activation, time_input, params):
@@ -332,16 +312,6 @@ def _field_for(field, activation, time_input, params):
     if time_input is None:
         time_input = hasattr(params, "keys") and "theta1_t" in params
     return NODEField(activation, time_input)
-
-
-def _solve(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record,
-           ws=None):
-    """The forward solve (``odeint``, or ``odeint_grid`` over ``grid``), its arrays in workspace
-    ``ws`` (None: fresh)."""
-    if grid is not None:
-        return _solvers._odeint_grid(field, h0, P, grid, solver, record=record, ws=ws)
-    return _solvers._odeint(field, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                            record=record, ws=ws)
 
 
 def forward(params, h0, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
@@ -354,17 +324,18 @@ def forward(params, h0, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1
     the NODEField(activation, time_input). The Solution's arrays are the caller's own (no
     workspace: it returns the trajectory).
     """
-    return _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-                    time_input, field, grid, record)
+    fld, h0, P = _problem(params, h0, activation, time_input, field)
+    return _solvers.solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                          grid=grid, record=record)
 
 
-def _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-             time_input, field, grid, record, ws=None):
-    """:func:`forward` with the solve's arrays in workspace ``ws`` (None: fresh)."""
+def _problem(params, h0, activation, time_input, field):
+    """``(field, h0, P)`` validated: the NODEField unless ``field`` is given (then params pass
+    unchecked, as a dict, to that field's own ``check`` in the solve)."""
     fld = _field_for(field, activation, time_input, params)
-    h0 = _solvers._check_state(h0, "h0")
-    P = check_params(params, h0, fld) if field is None else params
-    return _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, grid, record, ws)
+    h0 = _solvers.check_state(h0, "h0")
+    P = check_params(params, h0, fld) if field is None else dict(params)
+    return fld, h0, P
 
 
 def loss(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
@@ -376,12 +347,11 @@ def loss(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1
     of a dopri5 solve). ``workspace`` as in :func:`loss_and_grad` (the solver's states and
     stages live there; F is the caller's own).
     """
+    fld, h0, P = _problem(params, h0, activation, time_input, field)
     with backend.workspace_scope(workspace) as ws:
-        sol = _forward(params, h0, t0, t1, solver, steps, h, rtol, atol, max_steps, activation,
-                       time_input, field, grid, False, ws)
-        o = readout(params, sol.z1)
-        head, Y = losses.head_and_targets(output, loss, o, y)
-        return head.value(o, head.output.f(o), Y).mean()
+        sol = _solvers.solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                             grid=grid, record=False, ws=ws)
+        return _gradient.head_loss(P, sol.z1, y, output, loss)
 
 
 def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
@@ -390,6 +360,9 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
                   adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None, adjoint_atol=None,
                   workspace=True):
     """``(F, grads, info)``: the BW-NODE loss on h(T) and its gradient, two ways.
+
+    A thin wrapper of :func:`manualgrad.ode.gradient.loss_and_grad`, the entry point BW-NODE
+    shares with the HBNODE (readout, head, and the methods of ``gradient.METHODS``).
 
     Parameters
     ----------
@@ -423,63 +396,22 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
         ``grads``), ``hT`` (B, n), ``aT`` = dF/dh(T), ``nfe_forward``, ``nfe_backward``
         (f calls in the backward pass), ``nvjp_backward``, ``steps_forward``, ``steps_backward``,
         ``ts`` (forward grid, host list), ``method``, ``solver``.
+
+    Raises FloatingPointError when the state, the adjoint or the loss is no longer finite
+    (naming the step; see docs/ode.md).
     """
-    if method not in ("discrete", "continuous"):
-        raise ValueError("method must be 'discrete' or 'continuous', got %r" % (method,))
-    fld = _solvers.Counted(_field_for(field, activation, time_input, params))
-    h0 = _solvers._check_state(h0, "h0")
-    P = check_params(params, h0, fld.field) if field is None else dict(params)
+    _gradient.check_method(method)
+    fld, h0, P = _problem(params, h0, activation, time_input, field)
     with backend.workspace_scope(workspace) as ws:
-        sol = _solve(fld, h0, P, t0, t1, solver, steps, h, rtol, atol, max_steps, None,
-                     (method == "discrete"), ws)
-        nfe_forward = fld.nfe
-        hT = sol.z1  # a workspace buffer: info gets a copy
-        o = readout(P, hT)
-        head, Y = losses.head_and_targets(output, loss, o, y)
-        yo = head.output.f(o)
-        F = head.value(o, yo, Y).mean()
-        B = hT.shape[0]
-        dF_do = head.delta_out(o, yo, Y) * (-1.0 / B)  # dF/do, (B, l)
-        readout_grads = {}
-        if "W_out" in P:
-            aT = dF_do @ P["W_out"]
-            readout_grads["W_out"] = dF_do.T @ hT
-            if "b_out" in P:
-                readout_grads["b_out"] = dF_do.sum(axis=0)
-        else:
-            aT = dF_do
-        theta = {k: v for k, v in P.items() if k not in READOUT_NAMES}
-        fld.nfe = 0
-        if method == "discrete":
-            a0, g = _adjoint._discrete_adjoint(fld, sol, theta, aT, ws)  # g: new arrays
-            steps_back = sol.steps
-        else:
-            asolver = solver if adjoint_solver is None else adjoint_solver
-            tab = _solvers.get_solver(asolver)
-            if tab.adaptive:
-                kw = dict(rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-                          atol=atol if adjoint_atol is None else adjoint_atol,
-                          max_steps=max_steps)
-            else:
-                if adjoint_steps is not None:
-                    kw = dict(steps=adjoint_steps)
-                elif not _solvers.get_solver(solver).adaptive:
-                    kw = dict(steps=steps, h=h)
-                else:
-                    raise ValueError("method='continuous' with a fixed-step adjoint_solver after "
-                                     "an adaptive forward solve needs adjoint_steps=")
-            res = _adjoint._continuous_adjoint(fld, hT, theta, aT, sol.t0, sol.t1, asolver,
-                                               ws=ws, **kw)
-            a0, steps_back = res.a0, res.steps
-            g = {k: _solvers._fresh(v, ws) for k, v in res.grads.items()}  # a_theta(t0)
-        grads = dict(g)
-        grads.update(readout_grads)
-        grads = {k: grads[k] for k in params}  # the order of params
-        info = {"grad_h0": _solvers._fresh(a0, ws), "hT": _solvers._fresh(hT, ws), "aT": aT,
-                "nfe_forward": nfe_forward, "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp,
-                "steps_forward": sol.steps, "steps_backward": steps_back, "ts": sol.ts,
-                "method": method, "solver": sol.solver}
-        return F, grads, info
+        F, grads, g = _gradient.loss_and_grad(
+            fld, h0, P, y, t0, t1, solver, steps, h, method, rtol, atol, max_steps, output, loss,
+            adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, ws=ws)
+    info = {"grad_h0": g["grad_z0"], "hT": g["zT"], "aT": g["aT"],
+            "nfe_forward": g["nfe_forward"], "nfe_backward": g["nfe_backward"],
+            "nvjp_backward": g["nvjp_backward"], "steps_forward": g["steps_forward"],
+            "steps_backward": g["steps_backward"], "ts": g["ts"], "method": g["method"],
+            "solver": g["solver"]}
+    return F, grads, info
 
 
 # ============================================================================ BW Lemma 1

@@ -29,16 +29,28 @@ a given host grid: replays an adaptive solve's accepted steps), :class:`Solution
 the augmented backward system of the continuous adjoint (``adjoint.py``), whose state is a
 tuple of arrays; it is public for that reason.
 
+Non-finite states. Every solve raises FloatingPointError as soon as it sees a state that is no
+longer finite (NaN or Inf), naming the step and its times: dopri5 rejects such steps and raises
+once the step size has shrunk onto the time; a fixed-step solve (euler, midpoint, rk4, or any
+tableau without error control) checks its state with one reduction per solve (``isfinite(..).all()``
+on the backend, the only host synchronisation of a fixed-step solve), and when that fails re-runs
+the grid step by step to say which step overflowed (the error path; :func:`_where_nonfinite`),
+suggesting a smaller step (more ``steps``) or dopri5.
+
 Arrays and workspaces. A solve allocates its arrays once -- the stage derivatives K_1..K_s, a
 stage state, the two ends of a step (or, with ``record=True``, one preallocated row per step),
 dopri5's error estimate -- and every step writes into them (``out=``); a field with
 ``f_into``/``vjp_into`` (see :func:`f_into_of`) writes its derivatives into them too. The
 engine's gradient functions (``node.loss_and_grad``, ``adjoint.discrete_adjoint``, ...) draw
 these arrays from a :class:`~manualgrad.backend.Workspace`, so that repeated calls with the
-same shapes allocate nothing; they go through the private ``_odeint``/``_integrate``, whose
-results live in the workspace. The rule of workspaces -- a workspace holds only what stays
-inside a call -- is why the public :func:`odeint`, :func:`odeint_grid` and :func:`integrate`
-take none: they return trajectories, and what they return is always the caller's own.
+same shapes allocate nothing; they go through :func:`solve` and :func:`integrate_into`, whose
+results live in the workspace they are given. The rule of workspaces -- a workspace holds only
+what stays inside a call -- is why the user-facing :func:`odeint`, :func:`odeint_grid` and
+:func:`integrate` take none: they return trajectories, and what they return is always the
+caller's own. The building blocks the adjoints share with the solves are public too:
+:func:`fresh` (copy out of a workspace), :func:`scratch_of`, :class:`Layout` and
+:func:`lincomb` (states as views into flat vectors, and their stage sums), :func:`check_state`,
+:func:`check_problem`, :func:`solve_settings`, :func:`result_dtype`, :func:`all_finite`.
 """
 from __future__ import annotations
 
@@ -49,10 +61,13 @@ from fractions import Fraction as Fr
 from typing import Optional
 
 from .. import backend
-from .._validate import float_array, integer, number
+from .._validate import float_array, integer, number, registry_entry
 
-__all__ = ["Tableau", "SOLVERS", "get_solver", "solver_names", "Solution", "Counted", "odeint",
-           "odeint_grid", "integrate", "fixed_grid", "check_interval"]
+__all__ = ["Tableau", "tableau", "SOLVERS", "get_solver", "solver_names", "Solution", "Counted",
+           "odeint", "odeint_grid", "integrate", "fixed_grid", "check_interval", "solve", "integrate_into",
+           "f_into_of", "vjp_into_of", "field_f", "field_vjp", "temporaries", "fresh",
+           "scratch_of", "Layout", "lincomb", "check_state", "check_problem", "solve_settings",
+           "result_dtype", "all_finite"]
 
 
 # ============================================================================ tableaux
@@ -98,7 +113,10 @@ class Tableau:
         return self.prop_stages
 
 
-def _tableau(name, c, A, b, order, b_err=None, err_order=None, fsal=False, description=""):
+def tableau(name, c, A, b, order, b_err=None, err_order=None, fsal=False, description=""):
+    """A :class:`Tableau` from exact coefficients (ints, Fractions: kept in ``exact`` for the
+    order-condition tests) converted to floats; how the registry's methods, and a new one, are
+    written (the rows of A: the strictly lower triangle)."""
     exact = {"c": tuple(Fr(x) for x in c), "A": tuple(tuple(Fr(x) for x in r) for r in A),
              "b": tuple(Fr(x) for x in b),
              "b_err": None if b_err is None else tuple(Fr(x) for x in b_err)}
@@ -118,15 +136,15 @@ _DOPRI_A = (
 )
 
 SOLVERS = {
-    "euler": _tableau("euler", [0], [()], [1], 1,
+    "euler": tableau("euler", [0], [()], [1], 1,
                       description="forward Euler (BW): z' = z + h f(t, z)"),
-    "midpoint": _tableau("midpoint", [0, Fr(1, 2)], [(), (Fr(1, 2),)], [0, 1], 2,
+    "midpoint": tableau("midpoint", [0, Fr(1, 2)], [(), (Fr(1, 2),)], [0, 1], 2,
                          description="explicit midpoint: z' = z + h f(t + h/2, z + h/2 f(t, z))"),
-    "rk4": _tableau("rk4", [0, Fr(1, 2), Fr(1, 2), 1],
+    "rk4": tableau("rk4", [0, Fr(1, 2), Fr(1, 2), 1],
                     [(), (Fr(1, 2),), (0, Fr(1, 2)), (0, 0, 1)],
                     [Fr(1, 6), Fr(1, 3), Fr(1, 3), Fr(1, 6)], 4,
                     description="classical Runge-Kutta of order 4"),
-    "dopri5": _tableau(
+    "dopri5": tableau(
         "dopri5", [0, Fr(1, 5), Fr(3, 10), Fr(4, 5), Fr(8, 9), 1, 1], _DOPRI_A,
         list(_DOPRI_A[6]) + [0], 5,
         b_err=[Fr(5179, 57600), 0, Fr(7571, 16695), Fr(393, 640), Fr(-92097, 339200),
@@ -144,15 +162,7 @@ def solver_names():
 
 def get_solver(name):
     """The :class:`Tableau` called ``name`` (a Tableau passes through); unknown names raise."""
-    if isinstance(name, Tableau):
-        return name
-    if not isinstance(name, str):
-        raise TypeError("solver must be a name, one of %s; got %r" % (", ".join(SOLVERS), name))
-    try:
-        return SOLVERS[name]
-    except KeyError:
-        raise ValueError("unknown solver %r: valid names are %s"
-                         % (name, ", ".join(SOLVERS))) from None
+    return registry_entry(SOLVERS, name, "solver", Tableau)
 
 
 # ============================================================================ calling a field
@@ -226,12 +236,12 @@ def field_vjp(field, t, z, theta, a, out_z, out_theta, ws=None):
     return vjp_into_of(field)(t, z, theta, a, out_z, out_theta, ws)
 
 
-def _result_dtype(a, b):
+def result_dtype(a, b):
     """The dtype of an operation on arrays a and b (theirs when they agree, as after validation)."""
     return a.dtype if a.dtype == b.dtype else backend.xp().result_type(a.dtype, b.dtype)
 
 
-def _fresh(x, ws):
+def fresh(x, ws):
     """``x`` as the caller's own array: a copy when it may live in workspace ``ws``.
 
     The rule of workspaces: what a function returns is never a workspace buffer (nor a view of
@@ -320,7 +330,7 @@ class _State:
         self.parts, self.flats = parts, flats
 
 
-class _Layout:
+class Layout:
     """Where the components of states shaped like the tuple ``like`` lie in flat vectors.
 
     Consecutive components of one dtype form a run that shares one flat vector; component j is
@@ -372,7 +382,7 @@ class _Layout:
         return state
 
 
-def _lincomb(out, y, h, coefs, ks, term):
+def lincomb(out, y, h, coefs, ks, term):
     """out = y + h sum_j coefs[j] ks[j] for arrays (y None: the sum alone, zeros if it is empty).
 
     Zero coefficients are skipped; the terms h coefs[j] ks[j] are formed in order (in ``term``)
@@ -401,7 +411,7 @@ def _lincomb(out, y, h, coefs, ks, term):
 def _combo(out, y, h, coefs, ks, term):
     """out = y + h sum_j coefs[j] ks[j] for _States (y None: the sum alone), run by run."""
     for r in range(len(out.flats)):
-        _lincomb(out.flats[r], None if y is None else y.flats[r], h, coefs,
+        lincomb(out.flats[r], None if y is None else y.flats[r], h, coefs,
                  [k.flats[r] for k in ks], term.flats[r])
     return out
 
@@ -444,7 +454,7 @@ def temporaries(ws, name, shapes, dtype):
     return tuple(ws.empty("%s.%d" % (name, i), shape, dtype) for i, shape in enumerate(shapes))
 
 
-def _scratch(ws):
+def scratch_of(ws):
     """A :class:`_Scratch` over workspace ``ws`` (None stays None: fresh arrays)."""
     return ws if ws is None or isinstance(ws, _Scratch) else _Scratch(ws)
 
@@ -475,13 +485,13 @@ class _StepArrays:
     def all_finite(self, y):
         """True when every entry of the _State y is finite."""
         flags = self.layout.new(self.ws, self.prefix + ".finite", bool)
-        return _all_finite(y.flats, flags.flats)
+        return all_finite(y.flats, flags.flats)
 
 
 class _Record:
     """The states after the accepted steps: ``row(k)`` is the _State after step k + 1.
 
-    Rows lie in blocks of ``rows`` rows (:meth:`_Layout.block`), from workspace ``ws`` under
+    Rows lie in blocks of ``rows`` rows (:meth:`Layout.block`), from workspace ``ws`` under
     ``name<block>`` or fresh when ws is None: N fixed steps take one block of N rows, an
     adaptive solve adds blocks as it goes.
     """
@@ -498,13 +508,19 @@ class _Record:
         return self.layout.row(self.blocks[b], r)
 
 
-def _all_finite(arrays, flags=None):
+def all_finite(arrays, flags=None):
     """True when every entry of the arrays is finite (``flags``: boolean scratch arrays shaped
-    like them; None: new ones)."""
+    like them; None: new ones). One ``isfinite(..).all()`` reduction per array on the backend
+    (NumPy or CuPy), combined there, and one host synchronisation in all: the check of a whole
+    solve or sweep, not of a step."""
     xp = backend.xp()
-    if flags is None:
-        return all(bool(xp.isfinite(c).all()) for c in arrays)
-    return all(bool(xp.isfinite(c, out=f).all()) for c, f in zip(arrays, flags))
+    arrays = list(arrays)
+    flags = [None] * len(arrays) if flags is None else list(flags)
+    ok = None
+    for c, f in zip(arrays, flags):
+        r = xp.isfinite(c, out=f).all() if f is not None else xp.isfinite(c).all()
+        ok = r if ok is None else ok & r
+    return True if ok is None else bool(ok)
 
 
 def _error_norm(y, y_new, err, rtol, atol, scale, scratch):
@@ -587,7 +603,9 @@ def _check_grid(ts):
     return ts
 
 
-def _check_state(z0, name="z0"):
+def check_state(z0, name="z0"):
+    """``z0`` validated as a (B, n) float array on the backend with B, n >= 1 (ValueError or
+    TypeError naming ``name`` otherwise); returns it."""
     z0 = float_array(z0, name, ndim=2, axes=("B", "n"))
     if z0.shape[0] < 1 or z0.shape[1] < 1:
         raise ValueError("%s must have at least one example and one component, got shape %s"
@@ -595,12 +613,14 @@ def _check_state(z0, name="z0"):
     return z0
 
 
-def _prepare(field, z0, theta):
+def check_problem(field, z0, theta):
+    """``(z0, theta)`` validated once per solve: the field has ``f`` and ``vjp``, z0 is a (B, n)
+    state (:func:`check_state`) and theta passes the field's optional ``check(theta, z0)``."""
     for m in ("f", "vjp"):
         if not callable(getattr(field, m, None)):
             raise TypeError("field must have methods f(t, z, theta) and vjp(t, z, theta, a); "
                             "%s has no %s" % (type(field).__name__, m))
-    z0 = _check_state(z0)
+    z0 = check_state(z0)
     check = getattr(field, "check", None)
     if callable(check):
         theta = check(theta, z0)
@@ -617,7 +637,7 @@ def _forward_fun(field, theta):
     return fun
 
 
-def _settings(tab, t0, t1, steps, h, rtol, atol, max_steps, first_step, hint=""):
+def solve_settings(tab, t0, t1, steps, h, rtol, atol, max_steps, first_step, hint=""):
     """The validated settings of a solve over [t0, t1]: ``(grid, rtol, atol, max_steps,
     first_step)``, grid the host grid of a fixed-step solver and None for an adaptive one."""
     if not tab.adaptive:
@@ -655,10 +675,12 @@ def _rk_step(fun, t, y, h, tab, arr, y_new, k1=None, nstages=None):
     return ks, y_new, nfe
 
 
-def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span, arr):
+def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span, arr, what="odeint"):
     """Initial step size (Hairer-Norsett-Wanner II.4, 'Starting step size'); one f evaluation.
 
     Works in ``arr`` (:class:`_StepArrays` of an adaptive solve): err (zeros), Z, K[1], scale, term.
+    Raises FloatingPointError when the norms of y0 or dy/dt(t0) overflow (no step size can be
+    measured from them; before, 0.01 d0 / d1 = 0 ended in a ZeroDivisionError).
     """
     xp = backend.xp()
     zero = arr.err
@@ -666,6 +688,12 @@ def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span, arr):
         flat.fill(0)
     d0 = _error_norm(y0, zero, y0, rtol, atol, arr.scale, arr.term)
     d1 = _error_norm(y0, zero, f0, rtol, atol, arr.scale, arr.term)
+    if not (math.isfinite(d0) and math.isfinite(d1)):
+        raise FloatingPointError(
+            "%s: at t=%r the state or its derivative dy/dt is too large for dopri5's error norm "
+            "(|y| = %.3g, |dy/dt| = %.3g relative to atol + rtol |y|, not finite): the state is "
+            "no longer finite in the norm; the problem overflows (a field or adjoint that grows "
+            "too fast over this interval)" % (what, t0, d0, d1))
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, span)
     y1 = _combo(arr.Z, y0, direction * h0, (1.0,), (f0,), arr.term)
@@ -684,18 +712,19 @@ def _first_step(fun, t0, y0, f0, direction, order, rtol, atol, span, arr):
 
 def _where_nonfinite(fun, y0, ts, tab, what):
     """Re-run a fixed-grid solve checking every step; raise FloatingPointError naming the time."""
-    if not _all_finite(y0):
+    if not all_finite(y0):
         raise FloatingPointError("%s: the initial state at t=%r is not finite" % (what, ts[0]))
-    layout = _Layout(y0)
+    layout = Layout(y0)
     arr = _StepArrays(layout, tab.prop_stages, None, "ode.rerun")  # fresh arrays: an error path
     y = layout.adopt(y0, None, "ode.rerun.start")
     for k in range(len(ts) - 1):
         _, y, _ = _rk_step(fun, ts[k], y, ts[k + 1] - ts[k], tab, arr, arr.ends[k % 2])
-        if not _all_finite(y.flats):
+        if not all_finite(y.flats):
             raise FloatingPointError(
                 "%s: the state became non-finite (NaN or Inf) in the step from t=%r to t=%r "
-                "(step %d of %d); the field blows up or the step is too large for it: use more "
-                "steps or an adaptive solver" % (what, ts[k], ts[k + 1], k + 1, len(ts) - 1))
+                "(step %d of %d) of %s with h=%.3g; the field blows up or the step is too large "
+                "for it: use a smaller step (more steps) or the adaptive dopri5"
+                % (what, ts[k], ts[k + 1], k + 1, len(ts) - 1, tab.name, ts[k + 1] - ts[k]))
     raise FloatingPointError("%s: non-finite state (could not be located on a re-run)" % what)
 
 
@@ -718,12 +747,12 @@ def integrate(fun, y0, tab, ts=None, t_start=None, t_end=None, rtol=1e-6, atol=1
         for o, d in zip(out, fun(t, y)):
             o[...] = d
         return out
-    return _integrate(fun_into, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step,
-                      record, what)
+    return integrate_into(fun_into, y0, tab, ts, t_start, t_end, rtol, atol, max_steps,
+                          first_step, record, what)
 
 
-def _integrate(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step, record,
-               what, ws=None, prefix="ode"):
+def integrate_into(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step, record,
+                   what, ws=None, prefix="ode"):
     """:func:`integrate` for ``fun(t, y, out, ws)`` (writes dy/dt into the tuple out, its
     temporaries from ws, and returns out), the solve's arrays (stages, states, record) from
     workspace ``ws`` under names ``prefix.*`` (None: fresh).
@@ -731,7 +760,7 @@ def _integrate(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_st
     With a workspace, y_end and the recorded states are workspace buffers, for use inside one
     call; y0 is only read.
     """
-    ws = _scratch(ws)
+    ws = scratch_of(ws)
     with backend.errstate(over="ignore", invalid="ignore"):  # non-finite states are reported below
         if ts is not None:
             return _fixed(fun, y0, tab, ts, record, what, ws, prefix)
@@ -743,7 +772,7 @@ def _integrate(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_st
 
 def _fixed(fun, y0, tab, ts, record, what, ws, prefix):
     N = len(ts) - 1
-    layout = _Layout(y0)
+    layout = Layout(y0)
     arr = _StepArrays(layout, tab.prop_stages, ws, prefix, ends=not record)
     rec = _Record(layout, ws, prefix + ".rec", N) if record else None
     y = layout.adopt(y0, ws, prefix + ".start")
@@ -767,7 +796,7 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
     expo = 1.0 / (q + 1)
     safety, facmin, facmax = 0.9, 0.2, 10.0
     dw = tuple(b - e for b, e in zip(tab.b, tab.b_err))  # error weights b - b_err
-    layout = _Layout(y0)
+    layout = Layout(y0)
     arr = _StepArrays(layout, tab.stages, ws, prefix, ends=not record, adaptive=True)
     y = layout.adopt(y0, ws, prefix + ".start")
     if not arr.all_finite(y):
@@ -776,7 +805,7 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
     fun(t0, y.parts, k1.parts, ws)
     nfe = 1
     if first_step is None:
-        habs = _first_step(fun, t0, y, k1, direction, q, rtol, atol, span, arr)
+        habs = _first_step(fun, t0, y, k1, direction, q, rtol, atol, span, arr, what)
         nfe += 1
     else:
         habs = min(first_step, span)
@@ -859,28 +888,11 @@ def odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6
     Returns a :class:`Solution`, whose arrays are the caller's own (a solve that returns its
     trajectory takes no workspace). Raises ValueError for bad arguments (a fixed ``h`` that does
     not divide t1 - t0 says by how much and suggests ``steps``), FloatingPointError when the
-    state becomes non-finite (with the time), RuntimeError when dopri5 cannot reach t1 within
-    ``max_steps`` attempts.
+    state becomes non-finite (NaN or Inf: with the step and its times, for every solver),
+    RuntimeError when dopri5 cannot reach t1 within ``max_steps`` attempts.
     """
-    return _odeint(field, z0, theta, t0, t1, solver, steps, h, rtol, atol, max_steps, first_step,
-                   record)
-
-
-def _odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6, atol=1e-8,
-            max_steps=10_000, first_step=None, record=True, ws=None):
-    """:func:`odeint` with the solve's arrays in workspace ``ws`` (None: fresh). The Solution's
-    z1 and zs are then workspace buffers, for the engine's loss functions to use inside a call."""
-    tab = get_solver(solver)
-    t0, t1 = check_interval(t0, t1)
-    z0, theta = _prepare(field, z0, theta)
-    grid, rtol, atol, max_steps, first_step = _settings(
-        tab, t0, t1, steps, h, rtol, atol, max_steps, first_step,
-        "; use a fixed-step solver, or odeint_grid(..., ts, %r) for a fixed grid" % tab.name)
-    y, ts, ys, nfe, acc, rej = _integrate(_forward_fun(field, theta), (z0,), tab, grid, t0,
-                                          t1, rtol, atol, max_steps, first_step, record,
-                                          "odeint", ws, "ode.fwd")
-    return Solution(y[0], ts, None if ys is None else [s[0] for s in ys], nfe, tab.name, acc,
-                    rej, t0, t1)
+    return solve(field, z0, theta, t0, t1, solver, steps, h, rtol, atol, max_steps, first_step,
+                 record=record)
 
 
 def odeint_grid(field, z0, theta, ts, solver="rk4", record=True):
@@ -891,17 +903,36 @@ def odeint_grid(field, z0, theta, ts, solver="rk4", record=True):
     bit, which is what its discrete adjoint differentiates. Returns a :class:`Solution` (the
     caller's own arrays).
     """
-    return _odeint_grid(field, z0, theta, ts, solver, record)
+    return solve(field, z0, theta, solver=solver, grid=ts, record=record)
 
 
-def _odeint_grid(field, z0, theta, ts, solver="rk4", record=True, ws=None):
-    """:func:`odeint_grid` with the solve's arrays in workspace ``ws`` (as :func:`_odeint`)."""
+def solve(field, z0, theta, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
+          atol=1e-8, max_steps=10_000, first_step=None, grid=None, record=True, ws=None):
+    """The engine's forward solve: :func:`odeint` over [t0, t1], or :func:`odeint_grid` over the
+    host grid ``grid`` when it is given (t0, t1, steps, h, rtol, atol, max_steps, first_step are
+    then not used), with the solve's arrays in workspace ``ws`` (None: fresh arrays).
+
+    With a workspace the Solution's z1 and zs are workspace buffers, for a gradient function to
+    use inside one call (it copies out with :func:`fresh` what it returns); :func:`odeint` and
+    :func:`odeint_grid` are this function with ``ws=None``. Same checks and errors as odeint.
+    """
     tab = get_solver(solver)
-    ts = _check_grid(ts)
-    check_interval(ts[0], ts[-1], "odeint_grid")
-    z0, theta = _prepare(field, z0, theta)
-    y, ts, ys, nfe, acc, rej = _integrate(_forward_fun(field, theta), (z0,), tab, ts, None,
-                                          None, 1e-6, 1e-8, 10_000, None, record, "odeint_grid",
-                                          ws, "ode.fwd")
+    if grid is not None:
+        ts = _check_grid(grid)
+        check_interval(ts[0], ts[-1], "odeint_grid")
+        z0, theta = check_problem(field, z0, theta)
+        y, ts, ys, nfe, acc, rej = integrate_into(
+            _forward_fun(field, theta), (z0,), tab, ts, None, None, 1e-6, 1e-8, 10_000, None,
+            record, "odeint_grid", ws, "ode.fwd")
+        t0, t1 = ts[0], ts[-1]
+    else:
+        t0, t1 = check_interval(t0, t1)
+        z0, theta = check_problem(field, z0, theta)
+        ts, rtol, atol, max_steps, first_step = solve_settings(
+            tab, t0, t1, steps, h, rtol, atol, max_steps, first_step,
+            "; use a fixed-step solver, or odeint_grid(..., ts, %r) for a fixed grid" % tab.name)
+        y, ts, ys, nfe, acc, rej = integrate_into(
+            _forward_fun(field, theta), (z0,), tab, ts, t0, t1, rtol, atol, max_steps,
+            first_step, record, "odeint", ws, "ode.fwd")
     return Solution(y[0], ts, None if ys is None else [s[0] for s in ys], nfe, tab.name, acc,
-                    0, ts[0], ts[-1])
+                    rej, t0, t1)

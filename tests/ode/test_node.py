@@ -8,12 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import expm as scipy_expm
 
-from manualgrad import backend, check
+from manualgrad import backend, check, testing
 from manualgrad.ode import adjoint, node, solvers
 
-TOL = 1e-7
-SMOOTH = ("tanh", "sigmoid", "softplus", "identity")  # relu: kinks, FD across them is meaningless
-HEADS = (("identity", "mse"), ("tanh", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"))
+TOL = check.TOLERANCES["float64"]
+SMOOTH = testing.ODE_HIDDEN  # relu: kinks, FD across them is meaningless
 
 
 def _flat(g, keys=None):
@@ -21,58 +20,19 @@ def _flat(g, keys=None):
     return np.concatenate([backend.to_numpy(g[k]).ravel() for k in (keys or sorted(g))])
 
 
-# ----------------------------------------------------------------------------- problems
-@st.composite
-def node_problems(draw, solvers_=("euler", "midpoint", "rk4", "dopri5")):
-    n, H, B = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    seed = draw(st.integers(0, 2 ** 31 - 1))
-    act = draw(st.sampled_from(SMOOTH))
-    time_input = draw(st.booleans())
-    l = draw(st.one_of(st.none(), st.integers(1, 3)))
-    output, loss = draw(st.sampled_from(HEADS))
-    solver = draw(st.sampled_from(solvers_))
-    steps = draw(st.integers(1, 4))
-    t0 = draw(st.floats(-0.5, 0.5))
-    T = draw(st.floats(0.3, 1.5))
-    rng = np.random.default_rng(seed)
-    P = node.init_params(n, H, seed=seed, scale=draw(st.floats(0.3, 1.5)), time_input=time_input,
-                         l=l, bias_scale=0.5)
-    h0 = rng.standard_normal((B, n))
-    lo = n if l is None else l
-    if loss == "mse":
-        y = rng.standard_normal((B, lo))
-    elif loss == "bce":
-        y = rng.uniform(0.05, 0.95, (B, lo))
-    else:
-        y = rng.integers(0, lo, B)
-    kw = dict(t0=t0, t1=t0 + T, solver=solver, activation=act, output=output, loss=loss)
-    kw.update(dict(rtol=1e-3, atol=1e-5) if solver == "dopri5" else dict(steps=steps))
-    return P, h0, y, kw
-
-
-def _replay_kwargs(kw, info):
-    """Solve settings with the forward grid fixed: for dopri5 the replay of the accepted steps."""
-    kwl = dict(kw)
-    if kw["solver"] == "dopri5":
-        kwl.pop("rtol"), kwl.pop("atol")
-        kwl["grid"] = info["ts"]
-    return kwl
-
-
 # ----------------------------------------------------------------------------- FD checks
-@given(prob=node_problems())
+@given(prob=testing.node_problems())
 def test_discrete_adjoint_matches_finite_differences(prob):
-    """Exact gradient of the computed solution, every solver, params and h0 (float64, < 1e-7)."""
-    P, h0, y, kw = prob
-    F, grads, info = node.loss_and_grad(P, h0, y, **kw)
+    """Exact gradient of the computed solution, every solver, params and h0 (float64, TOL)."""
+    P, h0, kw = prob.params, prob.h0, prob.kwargs
+    F, grads, info = prob.loss_and_grad()
     assert list(grads) == list(P)
-    kwl = _replay_kwargs(kw, info)
-    f = lambda Q: node.loss(Q, h0, y, **kwl)  # noqa: E731
+    f = lambda Q: prob.loss(Q, info=info)  # noqa: E731
     assert abs(float(F) - float(f(P))) <= 1e-14 * max(1.0, abs(float(F)))
     rep = check.gradients(f, P, grads)
     assert rep.max_error < TOL, "\n%s\n%s" % (kw, rep)
     h0c = h0.copy()
-    num = check.numerical_gradient(lambda: node.loss(P, h0c, y, **kwl), h0c)
+    num = check.numerical_gradient(lambda: prob.loss(h0=h0c, info=info), h0c)
     assert check.fd_error(info["grad_h0"], num, F) < TOL
     tab = solvers.SOLVERS[kw["solver"]]
     steps = info["steps_forward"]

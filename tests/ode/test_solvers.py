@@ -138,7 +138,7 @@ def test_the_order_condition_check_can_fail():
     assert not _conditions_hold(tab, b, 1)
     A = [list(r) for r in tab.exact["A"]]
     A[5][2] = -A[5][2]  # the sign of a63, printed wrongly in some copies of the tableau
-    bad = solvers._tableau("bad", tab.exact["c"], A, tab.exact["b"], 5)
+    bad = solvers.tableau("bad", tab.exact["c"], A, tab.exact["b"], 5)
     assert not all(_conditions_hold(bad, bad.exact["b"], p) for p in range(1, 6))
 
 
