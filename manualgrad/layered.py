@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import activations, backend, losses
-from ._validate import axis_matches, float_array, params_mapping
+from ._validate import axis_matches, float_array, head_adjoint, init_args, params_mapping
 
 __all__ = ["param_names", "init_params", "check_params", "widths_of", "Trajectory", "Adjoint",
            "Sweep", "forward", "residuals", "lagrangian", "adjoint", "gradients", "loss",
@@ -81,20 +81,14 @@ def init_params(widths, l, seed=0, scale=None, bias_scale=0.0, dtype=None):
     widths = list(widths)
     if len(widths) < 1:
         raise ValueError("init_params: widths needs at least m_0 (got an empty sequence)")
-    for i, m in enumerate(widths):
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise ValueError("init_params: widths[%d] (m_%d) must be a positive integer, got %r"
-                             % (i, i, m))
-    if isinstance(l, bool) or not isinstance(l, int) or l < 1:
-        raise ValueError("init_params: l must be a positive integer, got %r" % (l,))
-    if scale is not None and not (scale >= 0):
-        raise ValueError("init_params: scale must be >= 0 or None, got %r" % (scale,))
-    if not (bias_scale >= 0):
-        raise ValueError("init_params: bias_scale must be >= 0, got %r" % (bias_scale,))
+    sizes = {"widths[%d] (m_%d)" % (i, i): m for i, m in enumerate(widths)}
+    sizes["l"] = l
+    sizes, seed, scale, bias_scale, dtype = init_args(sizes, seed, scale, bias_scale, dtype)
+    *widths, l = sizes.values()
     rng = backend.host_rng(seed)
 
     def std(fan_in):
-        return (1.0 / fan_in ** 0.5) if scale is None else float(scale)
+        return (1.0 / fan_in ** 0.5) if scale is None else scale
 
     params = {}
     for i in range(len(widths) - 1):
@@ -332,19 +326,7 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     if traj.widths != widths or traj.o.shape[-1] != l:
         raise ValueError("adjoint: traj has widths %s and l = %d, but params imply widths %s and "
                          "l = %d" % (traj.widths, traj.o.shape[-1], widths, l))
-    if (delta is None) == (delta_out is None):
-        raise TypeError("adjoint: give exactly one of delta (-dF/dyhat) and delta_out (-dF/do)")
-    if delta_out is None:
-        delta = float_array(delta, "delta")
-        if delta.shape != traj.yhat.shape:
-            raise ValueError("delta must have the shape of traj.yhat %s, got %s"
-                             % (tuple(traj.yhat.shape), tuple(delta.shape)))
-        delta_out = traj.output.vjp(traj.o, traj.yhat, delta)  # sigma_out'(o) o delta (J^T delta)
-    else:
-        delta_out = float_array(delta_out, "delta_out")
-        if delta_out.shape != traj.o.shape:
-            raise ValueError("delta_out must have the shape of traj.o %s, got %s"
-                             % (tuple(traj.o.shape), tuple(delta_out.shape)))
+    delta, delta_out = head_adjoint(traj, delta, delta_out)  # sigma_out'(o) o delta (J^T delta)
     T = traj.T
     lam, lam_z = [None] * T, [None] * T
     g = delta_out @ P["W_out"]  # dL/dx_T = 0: lambda_{T-1} (or the input adjoint if T = 0)

@@ -37,11 +37,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import activations, backend, gpu, losses
-from ._validate import axis_matches, float_array, params_mapping, step as _step
+from ._validate import float_array, head_adjoint, init_args, params_mapping, sequence_input
+from ._validate import step as _step
 
 __all__ = ["PARAM_NAMES", "init_params", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint",
            "gradients", "loss", "sweep", "loss_and_grad", "check_params", "hvp", "hvp_sweep",
-           "HVPSweep", "check_direction"]
+           "HVPSweep", "check_direction", "TrajectoryRecord", "AdjointRecord", "SweepRecord",
+           "StateSweep", "head_terms", "head_loss", "state_grad"]
 
 PARAM_NAMES = ("W_rec", "W_in", "b1", "W_out", "b2")
 
@@ -55,17 +57,12 @@ def init_params(p, m, l, seed=0, scale=None, bias_scale=0.0, dtype=None):
     ``scale=1.0, bias_scale=1.0``. Drawn on the host from ``default_rng(seed)``, in the order
     W_rec, W_in, b1, W_out, b2, so both backends get the same numbers.
     """
-    for v, n in ((p, "p"), (m, "m"), (l, "l")):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError("init_params: %s must be a positive integer, got %r" % (n, v))
-    if scale is not None and not (scale >= 0):
-        raise ValueError("init_params: scale must be >= 0 or None, got %r" % (scale,))
-    if not (bias_scale >= 0):
-        raise ValueError("init_params: bias_scale must be >= 0, got %r" % (bias_scale,))
+    (p, m, l), seed, scale, bias_scale, dtype = _init_args(p, m, l, seed, scale, bias_scale,
+                                                           dtype)
     rng = backend.host_rng(seed)
 
     def std(fan_in):
-        return (1.0 / fan_in ** 0.5) if scale is None else float(scale)
+        return (1.0 / fan_in ** 0.5) if scale is None else scale
 
     return {
         "W_rec": backend.randn((m, m), rng=rng, scale=std(m), dtype=dtype),
@@ -74,6 +71,13 @@ def init_params(p, m, l, seed=0, scale=None, bias_scale=0.0, dtype=None):
         "W_out": backend.randn((l, m), rng=rng, scale=std(m), dtype=dtype),
         "b2": backend.randn((l,), rng=rng, scale=bias_scale, dtype=dtype),
     }
+
+
+def _init_args(p, m, l, seed, scale, bias_scale, dtype):
+    """The checks every cell's ``init_params`` shares (sizes p, m, l; seed; scales; dtype)."""
+    sizes, seed, scale, bias_scale, dtype = init_args({"p": p, "m": m, "l": l}, seed, scale,
+                                                      bias_scale, dtype)
+    return (sizes["p"], sizes["m"], sizes["l"]), seed, scale, bias_scale, dtype
 
 
 def check_params(params):
@@ -90,22 +94,20 @@ def check_params(params):
         "W_rec": (m, m), "W_in": (m, p), "b1": (m,), "W_out": (l, m), "b2": (l,)}, "the RNN")
 
 
-@dataclass
-class Trajectory:
-    """What the forward sweep computed and the adjoint sweep needs (arrays on the backend).
+# =============================================================================================
+# The record skeleton every cell shares (manualgrad.cells): a trajectory knows its input u and
+# so T and B; an adjoint gives lambda_k in the paper's indexing; a sweep holds F, F_b, traj, adj
+# and grads. A cell's records add its own states and adjoints and nothing else.
+# =============================================================================================
 
-    u (T,B,p); x (T+1,B,m) with x[k] = x_k; z (T,B,m) with z[k-1] = z_k; o, yhat (B,l), or
-    (T,B,l) when ``many_to_many``; activation and output are :class:`~manualgrad.activations.Activation`.
+@dataclass
+class TrajectoryRecord:
+    """The skeleton of a cell's trajectory: the input u (T, B, p) it was run on.
+
+    A cell's Trajectory adds its states, pre-activations, and the head's o and yhat.
     """
 
     u: object
-    x: object
-    z: object
-    o: object
-    yhat: object
-    activation: activations.Activation
-    output: activations.Activation
-    many_to_many: bool = False
 
     @property
     def T(self):
@@ -114,6 +116,90 @@ class Trajectory:
     @property
     def B(self):
         return self.u.shape[1]
+
+
+class AdjointRecord:
+    """The skeleton of a cell's adjoint: ``lam`` (T, B, m) with lam[k-1] = lambda_k = -dF_b/dh_k
+    and ``lam0`` (B, m) = lambda_0, per example (JP's sign; fields or properties of the cell's
+    Adjoint)."""
+
+    def lam_at(self, k):
+        """lambda_k (B, m) for k = 0..T in the paper's indexing (lambda_0 = ``lam0``)."""
+        k = _step(k, 0, self.lam.shape[0], "lambda_k")
+        return self.lam0 if k == 0 else self.lam[k - 1]
+
+
+@dataclass
+class SweepRecord:
+    """The skeleton of a sweep: F (batch mean, 0-d array), F_b (B,), traj, adj, grads (dF/dtheta,
+    a dict like params)."""
+
+    F: object
+    F_b: object
+    traj: TrajectoryRecord
+    adj: AdjointRecord
+    grads: dict
+
+    @property
+    def T(self):
+        return self.traj.T
+
+    @property
+    def B(self):
+        return self.traj.B
+
+
+@dataclass
+class StateSweep(SweepRecord):
+    """A cell's sweep (see its ``sweep``): the skeleton and grad_state0, dF/d(initial state), a
+    mapping like ``state0`` with each entry -lambda_0 / B of that state; y: the targets as used;
+    head: the :class:`~manualgrad.losses.Head`."""
+
+    grad_state0: dict
+    y: object
+    head: losses.Head
+
+
+def head_loss(traj, loss, y):
+    """The head of a trajectory: ``(head, Y, F_b)``, the :class:`~manualgrad.losses.Head`, the
+    targets as used and the per-example losses (B,)."""
+    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
+    return head, Y, losses.per_example(head.value(traj.o, traj.yhat, Y))
+
+
+def head_terms(traj, loss, y):
+    """:func:`head_loss` and what starts the adjoint sweep: ``(head, Y, F_b, delta_out, delta)``,
+    delta_out = -dF_b/do (stable for fused heads), delta = -dF_b/dyhat (JP eq. 6, for inspection;
+    inf where a head saturates)."""
+    head, Y, F_b = head_loss(traj, loss, y)
+    delta_out = head.delta_out(traj.o, traj.yhat, Y)
+    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        delta = head.delta(traj.o, traj.yhat, Y)
+    return head, Y, F_b, delta_out, delta
+
+
+def state_grad(lam0, ws, name):
+    """dF/d(initial state) = -lambda_0 / B, in workspace ``ws`` under ``name`` (or fresh)."""
+    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
+    g /= lam0.shape[0]
+    return g
+
+
+@dataclass
+class Trajectory(TrajectoryRecord):
+    """What the forward sweep computed and the adjoint sweep needs (arrays on the backend).
+
+    u (T,B,p); x (T+1,B,m) with x[k] = x_k; z (T,B,m) with z[k-1] = z_k; o, yhat (B,l), or
+    (T,B,l) when ``many_to_many``; activation and output are :class:`~manualgrad.activations.Activation`.
+    """
+
+    x: object
+    z: object
+    o: object
+    yhat: object
+    activation: activations.Activation
+    output: activations.Activation
+    many_to_many: bool = False
 
     @property
     def x0(self):
@@ -129,7 +215,7 @@ class Trajectory:
 
 
 @dataclass
-class Adjoint:
+class Adjoint(AdjointRecord):
     """The adjoint solution of JP eqs. (6)-(8), per example (not divided by the batch size).
 
     lam (T,B,m): lam[k-1] = lambda_k = -dF_b/dx_k.  lam0 (B,m): lambda_0 = -dF_b/dx_0.
@@ -143,11 +229,6 @@ class Adjoint:
     lam_z: object
     delta: Optional[object]
     delta_out: object
-
-    def lam_at(self, k):
-        """lambda_k (B, m) for k = 0..T in the paper's indexing (lambda_0 = ``lam0``)."""
-        k = _step(k, 0, self.lam.shape[0], "lambda_k")
-        return self.lam0 if k == 0 else self.lam[k - 1]
 
 
 def forward(params, u, x0=None, activation="tanh", output="sigmoid", many_to_many=False):
@@ -169,12 +250,8 @@ def _forward(params, u, x0, activation, output, many_to_many, ws=None):
     out = activations.get(output, "output", argname="output")
     W_rec, W_in, b1, W_out, b2 = (params[n] for n in PARAM_NAMES)
     m, p = W_in.shape
-    u = float_array(u, "u", ndim=3, axes=("T", "B", "p"))
+    u = sequence_input(u, p, "W_in has %d columns")
     T, B, _ = u.shape
-    if T < 1 or B < 1:
-        raise ValueError("u must have at least one step and one example, got shape %s"
-                         % (tuple(u.shape),))
-    axis_matches("u", u, 2, "p, input size", p, "W_in has %d columns")
     xp = backend.xp()
     x = backend.empty((T + 1, B, m), u.dtype, ws, "rnn.x")
     if x0 is None:
@@ -209,19 +286,7 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     Returns an :class:`Adjoint` whose ``lam`` has shape (T, B, m).
     """
     params = check_params(params)
-    if (delta is None) == (delta_out is None):
-        raise TypeError("adjoint: give exactly one of delta (-dF/dyhat) and delta_out (-dF/do)")
-    if delta_out is None:
-        delta = float_array(delta, "delta")
-        if delta.shape != traj.yhat.shape:
-            raise ValueError("delta must have the shape of traj.yhat %s, got %s"
-                             % (tuple(traj.yhat.shape), tuple(delta.shape)))
-        delta_out = traj.output.vjp(traj.o, traj.yhat, delta)  # sigma_out'(o) o delta
-    else:
-        delta_out = float_array(delta_out, "delta_out")
-        if delta_out.shape != traj.o.shape:
-            raise ValueError("delta_out must have the shape of traj.o %s, got %s"
-                             % (tuple(traj.o.shape), tuple(delta_out.shape)))
+    delta, delta_out = head_adjoint(traj, delta, delta_out)
     return _adjoint(params, traj, delta_out, delta)
 
 
@@ -297,7 +362,7 @@ def _gradients(traj, lam):
 
 
 @dataclass
-class Sweep:
+class Sweep(SweepRecord):
     """Everything one forward + adjoint sweep produced (see :func:`sweep`).
 
     F: batch mean loss (0-d array of the backend); F_b: per-example losses (B,); traj, adj;
@@ -305,11 +370,6 @@ class Sweep:
     params: the parameters as validated (on the active backend and dtype).
     """
 
-    F: object
-    F_b: object
-    traj: Trajectory
-    adj: Adjoint
-    grads: dict
     grad_x0: object
     y: object
     head: losses.Head
@@ -325,8 +385,7 @@ def loss(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
     params = check_params(params)
     with backend.workspace_scope(workspace) as ws:
         traj = _forward(params, u, x0, activation, output, many_to_many, ws)
-        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+        return head_loss(traj, loss, y)[2].mean()
 
 
 def sweep(params, u, y, x0=None, activation="tanh", output="sigmoid", loss="bce",
@@ -345,11 +404,7 @@ def _sweep(params, u, y, x0, activation, output, loss, many_to_many, ws=None):
     """:func:`sweep` on validated ``params``; trajectory and adjoints in workspace ``ws`` (if
     any), the loss and the gradients always fresh."""
     traj = _forward(params, u, x0, activation, output, many_to_many, ws)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
-    delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
-    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
+    head, Y, F_b, delta_out, delta = head_terms(traj, loss, y)  # delta: JP (6)
     adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = _gradients(traj, adj)
     return Sweep(F_b.mean(), F_b, traj, adj, grads, -adj.lam0 / traj.B, Y, head, params)
@@ -525,8 +580,7 @@ def hvp_sweep(params, u, y, v, x0=None, activation="tanh", output="sigmoid", los
     params = check_params(params)
     v = check_direction(params, v)
     traj = _forward(params, u, x0, activation, output, many_to_many)  # JP (5)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
+    head, Y, F_b = head_loss(traj, loss, y)
     g = head.delta_out(traj.o, traj.yhat, Y)  # -dF_b/do (JP 6 composed with sigma_out')
     adj = _adjoint(params, traj, g)  # JP (7)-(8)
     grads = _gradients(traj, adj)  # JP (9)-(13)

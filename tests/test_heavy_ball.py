@@ -1,10 +1,9 @@
-"""BW-HB: the heavy-ball method in its two forms, and the Momentum RNN as heavy ball."""
+"""BW-HB: the heavy-ball method in its two forms (the Momentum RNN as its p-form: test_momentum)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from manualgrad import backend
-from manualgrad.cells import momentum
 from manualgrad.optim import heavy_ball as hb
 
 
@@ -51,24 +50,6 @@ def test_momentum_speeds_up_an_ill_conditioned_quadratic():
     assert np.linalg.norm(heavy) < 0.1 * np.linalg.norm(plain)
 
 
-@given(m=st.integers(1, 5), p=st.integers(1, 4), T=st.integers(1, 8), seed=st.integers(0, 2**16),
-       mu=st.floats(0.0, 0.9), s=st.floats(0.1, 2.0),
-       activation=st.sampled_from(["tanh", "sigmoid", "identity"]))
-@settings(max_examples=40)
-def test_momentum_rnn_is_the_heavy_ball_p_form_with_v_equal_minus_U_p(m, p, T, seed, mu, s,
-                                                                       activation):
-    rng = np.random.default_rng(seed)
-    U = rng.standard_normal((m, m)) / np.sqrt(m) + 1.5 * np.eye(m)   # well conditioned
-    W = rng.standard_normal((m, p))
-    x = rng.standard_normal((T, 2, p))
-    h0 = 0.3 * rng.standard_normal((2, m))
-    P = {"U": U, "W": W, "b": np.zeros(m), "W_out": np.zeros((1, m)), "b2": np.zeros(1)}
-    traj = momentum.forward(P, x, state0={"h0": h0, "v0": np.zeros((2, m))},
-                            activation=activation, mu=mu, s=s)
-    h = backend.to_numpy(hb.momentum_rnn_p_form(U, W, x, mu, s, h0=h0, activation=activation))
-    np.testing.assert_allclose(h, backend.to_numpy(traj.h), rtol=0, atol=1e-10)
-
-
 @pytest.mark.parametrize("kw, match", [
     (dict(s=0.0), "s"), (dict(s=-1.0), "s"), (dict(mu=1.0), "mu"), (dict(mu=-0.1), "mu"),
     (dict(steps=-1), "steps"), (dict(steps=1.5), "steps"),
@@ -80,8 +61,3 @@ def test_bad_hyperparameters_are_refused(kw, match):
         hb.heavy_ball(lambda x: x, np.ones(2), **args)
     with pytest.raises((ValueError, TypeError), match=match):
         hb.heavy_ball_p(lambda x: x, np.ones(2), **args)
-
-
-def test_momentum_rnn_p_form_refuses_mismatched_shapes():
-    with pytest.raises(ValueError, match="shapes"):
-        hb.momentum_rnn_p_form(np.eye(3), np.ones((2, 4)), np.ones((2, 1, 4)), 0.5, 0.5)

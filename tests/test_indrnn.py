@@ -1,115 +1,28 @@
 """IndRNN (manualgrad.cells.indrnn): BPTT through L stacked layers against central differences.
 
-Problems are drawn here (shapes T 1..6, B 1..4, p 1..4, m 1..5, layers 1..3, relu/tanh, every
-head of manualgrad.testing.HEADS, many-to-one/many, state0 given or not). Recurrent weights are
+Problems are drawn by the strategy every cell test shares, ``manualgrad.testing.cell_problems``
+(shapes T 1..6, B 1..4, p 1..4, m 1..5, layers 1..3, relu/tanh, every head of
+manualgrad.testing.HEADS, many-to-one/many, state0 given or not). Recurrent weights are
 drawn from U(-1.2, 1.2), so negative ones and |w| > 1 are covered too. relu problems are kept
 off their kinks (every z^i_k, and o for a relu head, at least 1e-3 from 0) and checked with the
 2-point stencil, as manualgrad.testing.RNNProblem does.
 """
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings
 
 from manualgrad import activations, backend, check, inspect, rnn, testing
 from manualgrad.cells import indrnn
 
-TOL = 1e-7
+TOL = check.TOLERANCES["float64"]
 CUPY_OK, CUPY_WHY = backend.cupy_available()
-
-
-@dataclass
-class IndRNNProblem:
-    params: dict
-    u: object
-    y: object
-    state0: Optional[dict]
-    activation: str
-    output: str
-    loss_name: str
-    many_to_many: bool
-    seed: int
-
-    @property
-    def layers(self):
-        return indrnn.num_layers(self.params)
-
-    @property
-    def kwargs(self):
-        return dict(state0=self.state0, activation=self.activation, output=self.output,
-                    loss=self.loss_name, many_to_many=self.many_to_many)
-
-    def loss(self, params=None):
-        return indrnn.loss(self.params if params is None else params, self.u, self.y,
-                           **self.kwargs)
-
-    def loss_and_grad(self):
-        return indrnn.loss_and_grad(self.params, self.u, self.y, **self.kwargs)
-
-    def sweep(self):
-        return indrnn.sweep(self.params, self.u, self.y, **self.kwargs)
-
-    @property
-    def has_kinks(self):
-        return "relu" in (self.activation, self.output)
-
-    def assume_off_kinks(self, margin=1e-3):
-        if not self.has_kinks:
-            return
-        traj = indrnn.forward(self.params, self.u, self.state0, self.output, self.many_to_many,
-                              self.activation)
-        m = float("inf")
-        if self.activation == "relu":
-            m = min(float(np.abs(z).min()) for z in traj.z_layers)
-        if self.output == "relu":
-            m = min(m, float(np.abs(traj.o).min()))
-        assume(m > margin)
-
-    def fd_options(self):
-        return {"order": 2} if self.has_kinks else {"order": 4}
-
-
-@st.composite
-def indrnn_problems(draw, max_layers=3, hidden=("relu", "tanh"), head=testing.HEADS,
-                    many_to_many=None, state0=None, layers=None):
-    T = draw(st.integers(1, 6))
-    B = draw(st.integers(1, 4))
-    p = draw(st.integers(1, 4))
-    m = draw(st.integers(1, 5))
-    L = draw(st.integers(1, max_layers)) if layers is None else layers
-    act = draw(st.sampled_from(hidden))
-    output, loss_name = draw(st.sampled_from(head))
-    l = draw(st.integers(2 if output == "softmax" else 1, 4))
-    m2m = draw(st.booleans()) if many_to_many is None else many_to_many
-    with_state0 = draw(st.booleans()) if state0 is None else state0
-    seed = draw(testing.seeds())
-    scale = draw(st.floats(0.3, 1.2))
-    rng = np.random.default_rng(seed)
-    P = indrnn.init_params(p, m, l, seed=seed, layers=L, bias_scale=0.3)
-    for i in range(1, L + 1):
-        P["W_%d" % i] = P["W_%d" % i] * scale
-        P["w_%d" % i] = backend.uniform(m, -1.2, 1.2, rng=rng)
-    u = backend.randn((T, B, p), rng=rng)
-    lead = (T, B) if m2m else (B,)
-    if loss_name == "cross_entropy":
-        y = backend.asarray(rng.integers(0, l, size=lead), dtype="int64")
-    elif loss_name == "bce":
-        y = backend.uniform(lead + (l,), rng=rng)
-    else:
-        y = backend.randn(lead + (l,), rng=rng)
-    s0 = ({n: backend.randn((B, m), rng=rng, scale=0.5) for n in indrnn.state_names(L)}
-          if with_state0 else None)
-    return IndRNNProblem(P, u, y, s0, act, output, loss_name, m2m, seed)
 
 
 # --------------------------------------------------------------------------------------------
 # BPTT against finite differences
 # --------------------------------------------------------------------------------------------
 
-@given(prob=indrnn_problems())
+@given(prob=testing.cell_problems("indrnn"))
 def test_parameter_gradients_match_finite_differences(prob):
     """Every W_i, w_i, b_i, W_out, b2 for 1-3 layers, relu/tanh, every head, both modes."""
     prob.assume_off_kinks()
@@ -120,7 +33,7 @@ def test_parameter_gradients_match_finite_differences(prob):
     assert abs(float(F) - float(prob.loss())) < 1e-12
 
 
-@given(prob=indrnn_problems(state0=True))
+@given(prob=testing.cell_problems("indrnn", state0=True))
 def test_initial_state_gradients_are_minus_lambda0_over_B(prob):
     """grad_state0[h0_i] = dF/dh^i_0 = -lambda^i_0 / B for every layer i."""
     prob.assume_off_kinks()
@@ -159,7 +72,7 @@ def _loss_restarted(prob, s, i, k, x):
     return F
 
 
-@given(prob=indrnn_problems())
+@given(prob=testing.cell_problems("indrnn"))
 def test_adjoints_are_minus_B_dF_dh_k_in_every_layer(prob):
     """lambda^i_k = -dF_b/dh^i_k = -B dF/dh^i_k (per example, JP's sign), probed by restarting.
 
@@ -189,7 +102,8 @@ def _reported_error_of_0p05_percent(F, g, tol):
 
 
 @settings(max_examples=10)
-@given(prob=indrnn_problems(hidden=("tanh",), head=(("sigmoid", "bce"), ("identity", "mse"))))
+@given(prob=testing.cell_problems("indrnn", hidden=("tanh",),
+                                  head=(("sigmoid", "bce"), ("identity", "mse"))))
 def test_checker_catches_a_gradient_that_is_0p05_percent_wrong(prob):
     F, grads = prob.loss_and_grad()
     tested = 0
@@ -231,7 +145,7 @@ def _as_rnn(P, i=1, W_out=None, b2=None):
             "W_out": P["W_out"] if W_out is None else W_out, "b2": P["b2"] if b2 is None else b2}
 
 
-@given(prob=indrnn_problems(layers=1, hidden=activations.hidden_names()))
+@given(prob=testing.cell_problems("indrnn", layers=1, hidden=activations.hidden_names()))
 def test_one_layer_equals_the_vanilla_rnn_with_diagonal_recurrence(prob):
     """W_rec = diag(w), W_in = W: forward, adjoints and gradients agree bit for bit.
 
@@ -252,7 +166,7 @@ def test_one_layer_equals_the_vanilla_rnn_with_diagonal_recurrence(prob):
     assert check.rel_error(s.grads["w_1"], np.diag(r.grads["W_rec"]), floor=1e-300) < 1e-13
 
 
-@given(prob=indrnn_problems(hidden=activations.hidden_names()))
+@given(prob=testing.cell_problems("indrnn", hidden=activations.hidden_names()))
 def test_a_stack_is_vanilla_rnns_composed_layer_by_layer(prob):
     """Layer i is the vanilla RNN with W_rec = diag(w_i) run on layer i-1's states."""
     P, L = prob.params, prob.layers

@@ -10,7 +10,6 @@ What is checked, in float64 against central differences (manualgrad.check):
 - equal widths and shared weights reproduce manualgrad.rnn with zero input;
 - a 0.05% error in a gradient or a multiplier is caught; bad input raises with a clear message.
 """
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -29,85 +28,13 @@ def assert_allclose(actual, desired, **kwargs):
 
 
 # ----------------------------------------------------------------------------- problems
-@dataclass
-class LayeredProblem:
-    """A random, well-scaled layered-system problem (arrays on the active backend)."""
-
-    params: dict
-    x0: object
-    y: object
-    activation: str
-    output: str
-    loss_name: str
-    seed: int
-
-    @property
-    def kwargs(self):
-        return dict(activation=self.activation, output=self.output, loss=self.loss_name)
-
-    @property
-    def act_kwargs(self):
-        return dict(activation=self.activation, output=self.output)
-
-    def loss(self, params=None):
-        return layered.loss(self.params if params is None else params, self.x0, self.y,
-                            **self.kwargs)
-
-    def sweep(self):
-        return layered.sweep(self.params, self.x0, self.y, **self.kwargs)
-
-    @property
-    def has_kinks(self):
-        return "relu" in (self.activation, self.output)
-
-    def kink_margin(self):
-        if not self.has_kinks:
-            return float("inf")
-        traj = layered.forward(self.params, self.x0, **self.act_kwargs)
-        pre = (traj.z if self.activation == "relu" else []) + (
-            [traj.o] if self.output == "relu" else [])
-        return min(float(np.abs(a).min()) for a in pre) if pre else float("inf")
-
-    def assume_off_kinks(self, margin=1e-3):
-        from hypothesis import assume
-        assume(self.kink_margin() > margin)
-
-    def fd_options(self):
-        return {"order": 2} if self.has_kinks else {"order": 4}
-
-
-@st.composite
-def layered_problems(draw, min_T=1, max_T=4, max_width=5, max_B=4, max_l=4,
-                     hidden=testing.HIDDEN, head=testing.HEADS):
-    """Widths m_i in 1..max_width, T in min_T..max_T, weights N(0, s^2/fan_in), s in [0.3, 1.5]."""
-    T = draw(st.integers(min_T, max_T))
-    widths = draw(st.lists(testing.sizes(max_width), min_size=T + 1, max_size=T + 1))
-    B = draw(testing.sizes(max_B))
-    act = draw(st.sampled_from(hidden))
-    output, loss_name = draw(st.sampled_from(head))
-    l = draw(testing.sizes(max_l, min_value=2 if output == "softmax" else 1))
-    seed = draw(testing.seeds())
-    scale = draw(st.floats(0.3, 1.5))
-    params = layered.init_params(widths, l, seed=seed, bias_scale=0.3)
-    params = {k: v * scale if k.startswith("W") else v for k, v in params.items()}
-    rng = backend.host_rng(seed + 1)
-    x0 = backend.asarray(rng.standard_normal((B, widths[0])))
-    if loss_name == "cross_entropy":
-        y = backend.asarray(rng.integers(0, l, size=(B,)), dtype="int64")
-    elif loss_name == "bce":
-        y = backend.asarray(rng.uniform(0.0, 1.0, size=(B, l)))
-    else:
-        y = backend.asarray(rng.standard_normal((B, l)))
-    return LayeredProblem(params, x0, y, act, output, loss_name, seed)
-
-
 def _fixed_problem(widths=(3, 5, 2, 4), l=3, B=4, activation="tanh", output="sigmoid",
                    loss="bce", seed=7):
     params = layered.init_params(list(widths), l, seed=seed, bias_scale=0.3)
     rng = backend.host_rng(seed + 1)
     x0 = backend.asarray(rng.standard_normal((B, widths[0])))
     y = backend.asarray(rng.uniform(0.0, 1.0, size=(B, l)))
-    return LayeredProblem(params, x0, y, activation, output, loss, seed)
+    return testing.LayeredProblem(params, x0, y, activation, output, loss, seed)
 
 
 def _errors(analytic, numeric, F, order=4):
@@ -186,7 +113,7 @@ def test_forward_trajectory_shapes_and_values():
 
 
 # ----------------------------------------------------------------------------- gradients
-@given(layered_problems())
+@given(testing.layered_problems())
 def test_gradients_match_finite_differences(prob):
     prob.assume_off_kinks()
     s = prob.sweep()
@@ -223,7 +150,7 @@ def test_adjoint_and_gradients_are_pure():
 
 
 # ----------------------------------------------------------------------------- Lagrangian
-@given(layered_problems())
+@given(testing.layered_problems())
 def test_lagrangian_stationary_in_states_and_prediction_at_adjoint_solution(prob):
     """JP eq. (4): dL/dx_i = 0 for i = 1..T and dL/dyhat = 0 at the adjoint solution."""
     prob.assume_off_kinks()
@@ -232,7 +159,7 @@ def test_lagrangian_stationary_in_states_and_prediction_at_adjoint_solution(prob
     assert max(res.values()) < STATIONARY_TOL, res
 
 
-@given(layered_problems(), st.floats(0.01, 0.3))
+@given(testing.layered_problems(), st.floats(0.01, 0.3))
 def test_lagrangian_partials_in_multipliers_are_constraint_residuals(prob, jitter):
     """dL/dlambda_i = (x_{i+1} - h_i(x_i)) / B and dL/ddelta = (yhat - h_out(x_T)) / B: zero on
     the forward solution (where L = F for any multipliers), nonzero off it."""
@@ -263,7 +190,7 @@ def test_lagrangian_partials_in_multipliers_are_constraint_residuals(prob, jitte
     assert float(np.abs(r_out).max()) > 0
 
 
-@given(layered_problems())
+@given(testing.layered_problems())
 def test_lagrangian_parameter_partials_equal_loss_gradient(prob):
     """At the adjoint solution, dL/dtheta with x, yhat, lambda, delta frozen equals dF/dtheta."""
     prob.assume_off_kinks()

@@ -1,112 +1,26 @@
 """LSTM and momentum LSTM (BW-LSTM; MomentumRNN): BPTT against central differences, across hypothesis cases.
 
-Both cells are drawn by one strategy (:func:`lstm_problems`): shapes T 1..6, B 1..4, p 1..4,
-m 1..5, every head of ``manualgrad.testing.HEADS``, many-to-one/many, state0 given or not, and for
-the momentum LSTM mu in [0, 0.95], s in [0.1, 1.5]. Checks are float64 with the 4-point stencil
-(2-point near relu heads), relative error < 1e-7 with the finite-difference floor of
-``manualgrad.check``.
+Both cells are drawn by the strategy every cell test shares (``manualgrad.testing.cell_problems``):
+shapes T 1..6, B 1..4, p 1..4, m 1..5, every head of ``manualgrad.testing.HEADS``,
+many-to-one/many, state0 given or not, and for the momentum LSTM mu in [0, 0.95], s in [0.1, 1.5].
+Checks are float64 with the 4-point stencil (2-point near relu heads), relative error below
+``check.TOLERANCES["float64"]`` (1e-7) with the finite-difference floor of ``manualgrad.check``.
 """
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings
 
 from manualgrad import backend, check, inspect, losses, testing
 from manualgrad.cells import lstm, momentum_lstm
 
-TOL = 1e-7
+TOL = check.TOLERANCES["float64"]
 CELLS = {"lstm": lstm, "momentum_lstm": momentum_lstm}
-
-
-@dataclass
-class LSTMProblem:
-    """A random, well-scaled LSTM or momentum-LSTM problem (arrays on the active backend)."""
-
-    name: str
-    params: dict
-    u: object
-    y: object
-    state0: Optional[dict]
-    output: str
-    loss_name: str
-    many_to_many: bool
-    options: dict
-    seed: int
-
-    @property
-    def cell(self):
-        return CELLS[self.name]
-
-    @property
-    def kwargs(self):
-        return dict(state0=self.state0, output=self.output, loss=self.loss_name,
-                    many_to_many=self.many_to_many, **self.options)
-
-    def loss(self, params=None, **over):
-        P = self.params if params is None else params
-        return self.cell.loss(P, self.u, self.y, **dict(self.kwargs, **over))
-
-    def sweep(self):
-        return self.cell.sweep(self.params, self.u, self.y, **self.kwargs)
-
-    def loss_and_grad(self):
-        return self.cell.loss_and_grad(self.params, self.u, self.y, **self.kwargs)
-
-    def assume_off_kinks(self, margin=1e-3):
-        if self.output == "relu":
-            traj = self.cell.forward(self.params, self.u, self.state0, self.output,
-                                     self.many_to_many, **self.options)
-            assume(float(np.abs(traj.o).min()) > margin)
-
-    def fd_options(self):
-        return {"order": 2} if self.output == "relu" else {"order": 4}
-
-
-@st.composite
-def lstm_problems(draw, cells=tuple(CELLS), max_T=6, max_B=4, max_p=4, max_m=5, max_l=4,
-                  head=testing.HEADS, many_to_many=None, state0=None, min_T=1):
-    """Strategy for :class:`LSTMProblem`. ``many_to_many``/``state0``: None draws both ways."""
-    name = draw(st.sampled_from(cells))
-    T = draw(testing.sizes(max_T, min_value=min_T))
-    B = draw(testing.sizes(max_B))
-    p = draw(testing.sizes(max_p))
-    m = draw(testing.sizes(max_m))
-    output, loss_name = draw(st.sampled_from(head))
-    l = draw(testing.sizes(max_l, min_value=2 if output == "softmax" else 1))
-    m2m = draw(st.booleans()) if many_to_many is None else many_to_many
-    with_s0 = draw(st.booleans()) if state0 is None else state0
-    seed = draw(testing.seeds())
-    scale = draw(st.floats(0.3, 2.0))
-    forget_bias = draw(st.floats(-1.0, 1.0))
-    options = {}
-    if name == "momentum_lstm":
-        options = {"mu": draw(st.floats(0.0, 0.95)), "s": draw(st.floats(0.1, 1.5))}
-    rng = backend.host_rng(seed)
-    params = lstm.init_params(p, m, l, seed=seed, forget_bias=forget_bias, bias_scale=0.3)
-    params = {k: v * scale if k.startswith("W") else v for k, v in params.items()}
-    u = backend.asarray(rng.standard_normal((T, B, p)))
-    lead = (T, B) if m2m else (B,)
-    if loss_name == "cross_entropy":
-        y = backend.asarray(rng.integers(0, l, size=lead), dtype="int64")
-    elif loss_name == "bce":
-        y = backend.asarray(rng.uniform(0.0, 1.0, size=lead + (l,)))
-    else:
-        y = backend.asarray(rng.standard_normal(lead + (l,)))
-    s0 = None
-    if with_s0:
-        s0 = {"h0": backend.asarray(0.5 * rng.standard_normal((B, m))),
-              "c0": backend.asarray(rng.standard_normal((B, m)))}
-        if name == "momentum_lstm":
-            s0["v0"] = backend.asarray(0.5 * rng.standard_normal((B, 4 * m)))
-    return LSTMProblem(name, params, u, y, s0, output, loss_name, m2m, options, seed)
+LSTMS = tuple(CELLS)  # testing.cell_problems draws one of them
 
 
 # ------------------------------------------------------------------------- derivatives vs FD
 
-@given(prob=lstm_problems())
+@given(prob=testing.cell_problems(LSTMS))
 def test_parameter_gradients_match_finite_differences(prob):
     """dF/dW, dF/db, dF/dW_out, dF/db2 for both cells, every head, many-to-one/many, state0 or not."""
     prob.assume_off_kinks()
@@ -116,7 +30,7 @@ def test_parameter_gradients_match_finite_differences(prob):
     assert abs(float(F) - float(prob.loss())) < 1e-12
 
 
-@given(prob=lstm_problems(state0=True))
+@given(prob=testing.cell_problems(LSTMS, state0=True))
 def test_initial_state_gradients_match_finite_differences(prob):
     """grad_state0 = {h0: -lam0/B, c0: -lam_c0/B[, v0: -lam_v0/B]} against central differences."""
     prob.assume_off_kinks()
@@ -132,7 +46,7 @@ def test_initial_state_gradients_match_finite_differences(prob):
     assert check.rel_error(s.grad_state0["c0"], -s.adj.lam_c0 / B) == 0.0
 
 
-@given(prob=lstm_problems())
+@given(prob=testing.cell_problems(LSTMS))
 def test_adjoints_are_minus_B_dF_dstate_k(prob):
     """adj.lam[k-1] = -B dF/dh_k, adj.lam_c[k-1] = -B dF/dc_k (and adj.lam_v[k-1] = -B dF/dv_k).
 
@@ -174,7 +88,8 @@ def test_adjoints_are_minus_B_dF_dstate_k(prob):
 
 
 @settings(max_examples=20)
-@given(prob=lstm_problems(max_T=40, min_T=10, head=(("sigmoid", "bce"), ("identity", "mse"))))
+@given(prob=testing.cell_problems(LSTMS, max_T=40, min_T=10,
+                                  head=(("sigmoid", "bce"), ("identity", "mse"))))
 def test_dot_product_test_on_longer_sequences(prob):
     """<grad, v> against the central difference along a random direction, T = 10..40."""
     F, grads = prob.loss_and_grad()
@@ -183,7 +98,7 @@ def test_dot_product_test_on_longer_sequences(prob):
 
 
 @settings(max_examples=10)
-@given(prob=lstm_problems(head=(("sigmoid", "bce"),), state0=True))
+@given(prob=testing.cell_problems(LSTMS, head=(("sigmoid", "bce"),), state0=True))
 def test_checker_catches_a_gradient_that_is_0p05_percent_wrong(prob):
     """Every parameter and initial-state gradient scaled by 1.0005 fails the check with an error
     of 5e-4. (Gradients below the FD floor fd_atol / tol are only resolved to fd_atol absolutely,
@@ -430,7 +345,7 @@ def test_bad_v0_shape_and_state0_type_raise():
     s0 = {"h0": np.zeros((2, 3)), "c0": np.zeros((2, 3)), "v0": np.zeros((2, 3))}
     with pytest.raises(ValueError, match=r"state0\['v0'\] must have shape \(B, 4m\) = \(2, 12\)"):
         momentum_lstm.forward(P, u, s0)
-    with pytest.raises(TypeError, match="state0 must be None or a mapping"):
+    with pytest.raises(TypeError, match="state0 must be a mapping"):
         lstm.forward(P, u, np.zeros((2, 3)))
 
 

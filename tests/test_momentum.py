@@ -1,9 +1,6 @@
 """Momentum RNN (BW-MRNN): BPTT through (h, v) against central differences, the lecture's factor
 D_k [U^T + mu Sigma_k] against finite differences of the partial it stands for, and how the true
 adjoint relates to the product of those factors (docs/momentum.md)."""
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -12,7 +9,7 @@ from hypothesis import strategies as st
 from manualgrad import backend, check, rnn, testing
 from manualgrad.cells import momentum as M
 
-TOL = 1e-7
+TOL = check.TOLERANCES["float64"]
 INVERTIBLE = ("tanh", "sigmoid", "softplus", "identity")
 HIDDEN = INVERTIBLE + ("relu",)
 
@@ -34,88 +31,6 @@ def range_margin(act, h):
     return np.full_like(h, np.inf)
 
 
-@dataclass
-class Problem:
-    params: dict
-    u: object
-    y: object
-    state0: Optional[dict]
-    activation: str
-    output: str
-    loss_name: str
-    many_to_many: bool
-    mu: float
-    s: float
-
-    @property
-    def kwargs(self):
-        return dict(state0=self.state0, output=self.output, loss=self.loss_name,
-                    many_to_many=self.many_to_many, activation=self.activation, mu=self.mu,
-                    s=self.s)
-
-    def loss(self, params=None, **over):
-        kw = dict(self.kwargs, **over)
-        return M.loss(self.params if params is None else params, self.u, self.y, **kw)
-
-    def sweep(self):
-        return M.sweep(self.params, self.u, self.y, **self.kwargs)
-
-    @property
-    def has_kinks(self):
-        return "relu" in (self.activation, self.output)
-
-    def fd(self):
-        return {"order": 2} if self.has_kinks else {"order": 4}
-
-    def assume_off_kinks(self, margin=1e-3):
-        if not self.has_kinks:
-            return
-        tr = M.forward(self.params, self.u, self.state0, self.output, self.many_to_many,
-                       self.activation, self.mu, self.s)
-        if self.activation == "relu":
-            assume(np.abs(tr.z).min() > margin)
-        if self.output == "relu":
-            assume(np.abs(tr.o).min() > margin)
-
-
-@st.composite
-def problems(draw, hidden=HIDDEN, head=testing.HEADS, many_to_many=None, state0=None,
-             min_T=1, max_T=6, input_scale=1.0):
-    T = draw(testing.sizes(max_T, min_value=min_T))
-    B = draw(testing.sizes(4))
-    p = draw(testing.sizes(4))
-    m = draw(testing.sizes(5))
-    act = draw(st.sampled_from(hidden))
-    output, loss_name = draw(st.sampled_from(head))
-    l = draw(testing.sizes(4, min_value=2 if output == "softmax" else 1))
-    m2m = draw(st.booleans()) if many_to_many is None else many_to_many
-    with_state = draw(st.booleans()) if state0 is None else state0
-    seed = draw(testing.seeds())
-    mu = draw(st.floats(0.0, 0.95))
-    s = draw(st.floats(0.1, 2.0))
-    scale = draw(st.floats(0.3, 1.5))
-    rng = np.random.default_rng(seed)
-    P = M.init_params(p, m, l, seed=seed, bias_scale=0.3)
-    P = {k: v * scale if k in ("U", "W", "W_out") else v for k, v in P.items()}
-    u = backend.randn((T, B, p), rng=rng, scale=input_scale)
-    lead = (T, B) if m2m else (B,)
-    if loss_name == "cross_entropy":
-        y = backend.asarray(rng.integers(0, l, size=lead), dtype="int64")
-    elif loss_name == "bce":
-        y = backend.uniform(lead + (l,), rng=rng)
-    else:
-        y = backend.randn(lead + (l,), rng=rng)
-    s0 = None
-    if with_state:
-        h0 = 0.5 * rng.standard_normal((B, m))
-        if act in ("tanh", "sigmoid"):
-            h0 = SIGMA[act](h0)  # inside sigma's range, so that sigma^{-1}(h_0) exists
-        elif act == "softplus":
-            h0 = SIGMA[act](h0)
-        s0 = {"h0": backend.asarray(h0), "v0": backend.randn((B, m), rng=rng, scale=0.5)}
-    return Problem(P, u, y, s0, act, output, loss_name, m2m, mu, s)
-
-
 def head_term(prob, sw, k):
     """W_out^T g_k: what step k's own output adds to lam_k (zero for k < T many-to-one)."""
     T = prob.u.shape[0]
@@ -130,31 +45,31 @@ def head_term(prob, sw, k):
 # BPTT through (h, v)
 # ---------------------------------------------------------------------------------------------
 
-@given(prob=problems())
+@given(prob=testing.cell_problems("momentum_rnn"))
 def test_parameter_gradients_match_finite_differences(prob):
     """dF/dU, dW, db, dW_out, db2 for every activation, head, mu, s, many-to-one/many, state0."""
     prob.assume_off_kinks()
     F, grads = M.loss_and_grad(prob.params, prob.u, prob.y, **prob.kwargs)
-    rep = check.gradients(prob.loss, prob.params, grads, **prob.fd())
+    rep = check.gradients(prob.loss, prob.params, grads, **prob.fd_options())
     assert rep.max_error < TOL, "\n%s\n%s" % (prob, rep)
     assert abs(float(F) - float(prob.loss())) < 1e-12
 
 
-@given(prob=problems(state0=True))
+@given(prob=testing.cell_problems("momentum_rnn", state0=True))
 def test_initial_state_gradients_h0_v0(prob):
     """grad_state0 = {h0: -lam0/B, v0: -lam_v0/B} against central differences."""
     prob.assume_off_kinks()
     sw = prob.sweep()
     for name in M.STATE_NAMES:
         S = {k: v.copy() for k, v in prob.state0.items()}
-        num = check.numerical_gradient(lambda: prob.loss(state0=S), S[name], **prob.fd())
-        err = check.fd_error(sw.grad_state0[name], num, sw.F, **prob.fd())
+        num = check.numerical_gradient(lambda: prob.loss(state0=S), S[name], **prob.fd_options())
+        err = check.fd_error(sw.grad_state0[name], num, sw.F, **prob.fd_options())
         assert err < TOL, (name, err, prob)
     assert np.array_equal(sw.grad_state0["h0"], -sw.adj.lam0 / prob.u.shape[1])
     assert np.array_equal(sw.grad_state0["v0"], -sw.adj.lam_v0 / prob.u.shape[1])
 
 
-@given(prob=problems())
+@given(prob=testing.cell_problems("momentum_rnn"))
 def test_adjoints_are_minus_B_dF_dstate_by_restarting_at_step_k(prob):
     """lam_k = -dF_b/dh_k (v_k fixed), lam_v_k = -dF_b/dv_k (h_k fixed): restart at step k."""
     prob.assume_off_kinks()
@@ -177,12 +92,12 @@ def test_adjoints_are_minus_B_dF_dstate_by_restarting_at_step_k(prob):
 
         S = {"h0": sw.traj.h[k].copy(), "v0": sw.traj.v[k].copy()}
         for name, lam in (("h0", sw.adj.lam[k - 1]), ("v0", sw.adj.lam_v[k - 1])):
-            num = check.numerical_gradient(lambda: F_from(S), S[name], **prob.fd())
-            err = check.fd_error(lam, -B * num, sw.F, **prob.fd())
+            num = check.numerical_gradient(lambda: F_from(S), S[name], **prob.fd_options())
+            err = check.fd_error(lam, -B * num, sw.F, **prob.fd_options())
             assert err < TOL, (k, name, err, prob)
 
 
-@given(prob=problems())
+@given(prob=testing.cell_problems("momentum_rnn"))
 def test_lam_in_is_the_input_drive_adjoint(prob):
     """-dF/du_k = (s/B) W^T lam_in_k: lam_in = lam_z + lam_v is the adjoint of s W u_k."""
     prob.assume_off_kinks()
@@ -190,12 +105,12 @@ def test_lam_in_is_the_input_drive_adjoint(prob):
     B = prob.u.shape[1]
     u = prob.u.copy()
     num = check.numerical_gradient(
-        lambda: M.loss(prob.params, u, prob.y, **prob.kwargs), u, **prob.fd())
+        lambda: M.loss(prob.params, u, prob.y, **prob.kwargs), u, **prob.fd_options())
     ana = -(prob.s / B) * (sw.adj.lam_in @ prob.params["W"])
-    assert check.fd_error(ana, num, sw.F, **prob.fd()) < TOL
+    assert check.fd_error(ana, num, sw.F, **prob.fd_options()) < TOL
 
 
-@given(prob=problems(hidden=("tanh", "sigmoid", "identity", "softplus")))
+@given(prob=testing.cell_problems("momentum_rnn", hidden=INVERTIBLE))
 def test_mu_zero_is_the_vanilla_rnn_with_W_in_sW(prob):
     """mu = 0: the cell is rnn with W_rec = U, W_in = s W, b1 = b. Bit for bit when s = 1/2."""
     for s, exact in ((0.5, True), (prob.s, False)):
@@ -257,7 +172,7 @@ def per_example_error(A, N, floor):
 
 
 @settings(max_examples=80)
-@given(prob=problems(hidden=INVERTIBLE, min_T=2), data=st.data())
+@given(prob=testing.cell_problems("momentum_rnn", hidden=INVERTIBLE, min_T=2), data=st.data())
 def test_momentum_factor_matches_finite_differences_of_its_partial(prob, data):
     """J_k = diag(sigma'(z_{k+1})) [U + mu diag(1/sigma'(z_k))] = dh_{k+1}/dh_k, h_{k-1} fixed,
     to 1e-8: finite differences of the v-eliminated map evaluated through sigma^{-1}."""
@@ -295,14 +210,15 @@ def test_momentum_factor_with_other_hyperparameters():
     P = M.init_params(3, 4, 2, seed=3, bias_scale=0.3)
     u = backend.randn((4, 2, 3), rng=rng)
     tr = M.forward(P, u, mu=0.6, s=0.6)
-    prob = Problem(P, u, None, None, "tanh", "sigmoid", "bce", False, 0.3, 1.1)
+    prob = testing.CellProblem("momentum_rnn", P, u, None, None, "sigmoid", "bce", False,
+                               {"activation": "tanh", "mu": 0.3, "s": 1.1}, 3)
     J = M.momentum_factor(P, tr, 2, mu=0.3, s=1.1)
     N = fd_jacobian(lambda x: eliminated_map(prob, x, tr.h[1], u[2]), tr.h[2])
     assert per_example_error(J, N, 1e-3) < 1e-8
     assert check.rel_error(J, M.momentum_factor(P, tr, 2)) > 1e-2  # differs from mu=s=0.6
 
 
-@given(prob=problems(hidden=HIDDEN))
+@given(prob=testing.cell_problems("momentum_rnn", hidden=HIDDEN))
 def test_vanilla_factor_and_adjoint_map_match_finite_differences(prob):
     """vanilla_factor = dh_{k+1}/dh_k with v_k fixed = D_{k+1} U; adjoint_map = transpose of the
     Jacobian of (h_k, v_k) -> (h_{k+1}, v_{k+1}); mu = 0 makes momentum_factor the vanilla one."""
@@ -311,7 +227,7 @@ def test_vanilla_factor_and_adjoint_map_match_finite_differences(prob):
                    prob.activation, prob.mu, prob.s)
     T, B, m = tr.z.shape
     k = T - 1
-    fd = prob.fd()
+    fd = prob.fd_options()
 
     def step(hv):  # (B, 2m) -> (B, 2m): one step of the cell from (h_k, v_k)
         Q = dict(prob.params)
@@ -347,7 +263,7 @@ def test_vanilla_factor_and_adjoint_map_match_finite_differences(prob):
 # the true adjoint vs the product of factors
 # ---------------------------------------------------------------------------------------------
 
-@given(prob=problems())
+@given(prob=testing.cell_problems("momentum_rnn"))
 def test_adjoint_map_transports_the_state_adjoints(prob):
     """[lam_k; lam_v_k] = A_k [lam_{k+1}; lam_v_{k+1}] + [W_out^T g_k; 0], k = 0..T-1."""
     sw = prob.sweep()
@@ -363,7 +279,7 @@ def test_adjoint_map_transports_the_state_adjoints(prob):
         assert check.rel_error(got, want, floor=1e-300) < 1e-12, k
 
 
-@given(prob=problems(hidden=INVERTIBLE))
+@given(prob=testing.cell_problems("momentum_rnn", hidden=INVERTIBLE))
 def test_eliminated_adjoint_is_minus_B_dF_dh_k_with_h_prev_fixed(prob):
     """a_k = lam_k + Sigma_k lam_v_k = -dF_b/dh_k when h_{k-1} is held (v_k moves with h_k)."""
     prob.assume_off_kinks()  # a relu head
@@ -390,7 +306,7 @@ def test_eliminated_adjoint_is_minus_B_dF_dh_k_with_h_prev_fixed(prob):
                                   else sw.y).mean()
         return F
 
-    order = prob.fd()["order"]
+    order = prob.fd_options()["order"]
     step = check.default_step("float64", order) * np.minimum(1.0, margin.min())
     h = tr.h[k].copy()
     num = check.numerical_gradient(lambda: F_of(h), h, h=step, order=order)
@@ -398,7 +314,7 @@ def test_eliminated_adjoint_is_minus_B_dF_dh_k_with_h_prev_fixed(prob):
     assert check.fd_error(a[k - 1], -B * num, sw.F, atol=atol, order=order) < TOL
 
 
-@given(prob=problems(hidden=INVERTIBLE, min_T=2))
+@given(prob=testing.cell_problems("momentum_rnn", hidden=INVERTIBLE, min_T=2))
 def test_true_adjoint_is_factor_product_plus_the_h_prev_slot(prob):
     """a_k = J_k^T a_{k+1} - U^T lam_v_{k+1} + W_out^T g_k
            = J_k^T a_{k+1} + C_{k+1}^T a_{k+2} + W_out^T g_k,
@@ -424,7 +340,8 @@ def test_true_adjoint_is_factor_product_plus_the_h_prev_slot(prob):
 
 
 @settings(max_examples=30)
-@given(prob=problems(hidden=INVERTIBLE, min_T=3, many_to_many=False))
+@given(prob=testing.cell_problems("momentum_rnn", hidden=INVERTIBLE, min_T=3,
+                                  many_to_many=False))
 def test_factor_product_is_the_adjoint_only_for_mu_zero(prob):
     """Many-to-one: prod_k J_k^T a_T equals a_t for every t when mu = 0 (then J_k is the vanilla
     factor); for mu > 0 it holds one step back (t = T-1) and fails two steps back in general."""
@@ -632,3 +549,30 @@ def test_state_carries_across_calls():
     assert check.rel_error(out, full.yhat) < 1e-14
     fin = cells.final_state(M, P, full)
     assert set(fin) == {"h0", "v0"} and np.array_equal(fin["v0"], full.v[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the p-form (BW-HB applied to the RNN)
+# ---------------------------------------------------------------------------------------------
+
+@given(m=st.integers(1, 5), p=st.integers(1, 4), T=st.integers(1, 8), seed=st.integers(0, 2**16),
+       mu=st.floats(0.0, 0.9), s=st.floats(0.1, 2.0),
+       activation=st.sampled_from(["tanh", "sigmoid", "identity"]))
+@settings(max_examples=40)
+def test_momentum_rnn_is_the_heavy_ball_p_form_with_v_equal_minus_U_p(m, p, T, seed, mu, s,
+                                                                       activation):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, m)) / np.sqrt(m) + 1.5 * np.eye(m)   # well conditioned
+    W = rng.standard_normal((m, p))
+    x = rng.standard_normal((T, 2, p))
+    h0 = 0.3 * rng.standard_normal((2, m))
+    P = {"U": U, "W": W, "b": np.zeros(m), "W_out": np.zeros((1, m)), "b2": np.zeros(1)}
+    traj = M.forward(P, x, state0={"h0": h0, "v0": np.zeros((2, m))}, activation=activation,
+                     mu=mu, s=s)
+    h = backend.to_numpy(M.momentum_rnn_p_form(U, W, x, mu, s, h0=h0, activation=activation))
+    np.testing.assert_allclose(h, backend.to_numpy(traj.h), rtol=0, atol=1e-10)
+
+
+def test_momentum_rnn_p_form_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        M.momentum_rnn_p_form(np.eye(3), np.ones((2, 4)), np.ones((2, 1, 4)), 0.5, 0.5)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 
 from manualgrad import backend, check, rnn, testing
 
-TOL = 1e-7
+TOL = check.TOLERANCES["float64"]
 
 
 @given(prob=testing.rnn_problems())
@@ -159,3 +159,42 @@ def test_paper_indexed_accessors():
             s.adj.lam_at(bad)
     with pytest.raises(IndexError, match=r"\[1, 4\]"):
         s.traj.z_at(0)
+
+
+def test_init_params_takes_numpy_integer_sizes_and_seeds():
+    P = rnn.init_params(np.int64(5), np.int32(4), np.int64(2), seed=np.int64(3))
+    Q = rnn.init_params(5, 4, 2, seed=3)
+    assert all(np.array_equal(P[k], Q[k]) and P[k].shape == Q[k].shape for k in Q)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(seed=-1), ValueError, "seed must be an integer >= 0"),
+    (dict(seed="3"), TypeError, "seed must be an integer"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
+    (dict(seed=None), TypeError, "seed must be an integer"),
+    (dict(seed=True), TypeError, "seed must be an integer"),
+    (dict(scale=float("inf")), ValueError, "scale must be finite and >= 0"),
+    (dict(scale=float("nan")), ValueError, "scale must be finite and >= 0"),
+    (dict(scale=-1.0), ValueError, "scale must be finite and >= 0"),
+    (dict(scale="1"), TypeError, "scale must be a real number"),
+    (dict(bias_scale=float("inf")), ValueError, "bias_scale must be finite and >= 0"),
+    (dict(bias_scale=-0.5), ValueError, "bias_scale must be finite and >= 0"),
+    (dict(bias_scale=None), TypeError, "bias_scale must be a real number"),
+    (dict(dtype="float16"), ValueError, r"dtype must be one of \('float64', 'float32'\)"),
+    (dict(dtype="int64"), ValueError, "dtype must be one of"),
+    (dict(dtype="no-such-type"), TypeError, "dtype must be one of"),
+])
+def test_init_params_refuses_bad_seed_scale_and_dtype(kw, exc, match):
+    """Each fails here with a message naming the argument, not later (or with inf weights)."""
+    with pytest.raises(exc, match=match):
+        rnn.init_params(3, 4, 2, **kw)
+
+
+def test_init_params_dtype_is_refused_as_set_dtype_refuses_it():
+    for dt in ("float16", "int32"):
+        with pytest.raises(ValueError) as a:
+            backend.set_dtype(dt)
+        with pytest.raises(ValueError) as b:
+            rnn.init_params(3, 4, 2, dtype=dt)
+        assert str(a.value) == str(b.value)
+    assert rnn.init_params(3, 4, 2, dtype="float32")["W_rec"].dtype == np.float32

@@ -21,6 +21,13 @@ The sweep object has at least: ``F``, ``F_b`` (B,), ``grads`` (like params), ``g
 ``adj.lam0`` = -dF_b/dh_0, so :func:`manualgrad.inspect.adjoint_norms` works for every cell.
 Cells with more state expose its adjoints too (e.g. ``adj.lam_c`` for the LSTM cell state).
 
+One record skeleton (:mod:`manualgrad.rnn`): every Trajectory extends ``rnn.TrajectoryRecord``
+(the input ``u``, hence ``T`` and ``B``), every Adjoint ``rnn.AdjointRecord`` (``lam_at(k)``),
+and every cell's Sweep is ``rnn.StateSweep`` (F, F_b, traj, adj, grads, grad_state0, y, head).
+The head (``rnn.head_loss``, ``rnn.head_terms``), dF/d(initial state) (``rnn.state_grad``) and
+the input checks (``init_params`` arguments, u, state0, mu and s: :mod:`manualgrad._validate`)
+are shared too, so a new cell is its equations: forward, adjoint, gradients.
+
 ``workspace`` (``loss`` and ``loss_and_grad``): where the trajectory, the adjoints and the
 temporaries live between calls, a :class:`~manualgrad.backend.Workspace` (True: the calling
 thread's default, False: fresh arrays), so a training loop over equal shapes allocates nothing

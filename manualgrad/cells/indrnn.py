@@ -54,12 +54,16 @@ inside a call; F and the gradients are always fresh arrays, and :func:`forward`,
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import activations, backend, losses
-from .._validate import axis_matches, float_array, params_mapping, positive_int, step as _step
+from .. import activations, backend, rnn
+from .._validate import float_array, head_adjoint, number, params_mapping, positive_int
+from .._validate import sequence_input
+from .._validate import step as _step
+from ..rnn import AdjointRecord, TrajectoryRecord, head_loss, head_terms, state_grad
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "param_names", "state_names", "num_layers",
            "recurrent_bound", "init_params", "clip_recurrent", "check_params", "Trajectory",
@@ -113,9 +117,8 @@ def recurrent_bound(seq_len, mag=2.0):
     ``mag`` over the whole sequence. For long sequences this is ~1 + ln(mag)/T.
     """
     T = positive_int(seq_len, "seq_len")
-    if not (float(mag) > 0):
-        raise ValueError("recurrent_bound: mag must be > 0, got %r" % (mag,))
-    return float(mag) ** (1.0 / T)
+    mag = number(mag, "recurrent_bound: mag", positive=True)
+    return mag ** (1.0 / T)
 
 
 def init_params(p, m, l, seed=0, layers=1, scale=None, bias_scale=0.0, recurrent_init="uniform",
@@ -141,14 +144,9 @@ def init_params(p, m, l, seed=0, layers=1, scale=None, bias_scale=0.0, recurrent
     both backends get the same numbers. Keep |w| bounded during training with
     :func:`clip_recurrent`.
     """
-    for v, n in ((p, "p"), (m, "m"), (l, "l")):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError("init_params: %s must be a positive integer, got %r" % (n, v))
+    (p, m, l), seed, scale, bias_scale, dtype = rnn._init_args(p, m, l, seed, scale,
+                                                               bias_scale, dtype)
     L = positive_int(layers, "layers")
-    if scale is not None and not (scale >= 0):
-        raise ValueError("init_params: scale must be >= 0 or None, got %r" % (scale,))
-    if not (bias_scale >= 0):
-        raise ValueError("init_params: bias_scale must be >= 0, got %r" % (bias_scale,))
     if isinstance(recurrent_init, str):
         if recurrent_init not in ("uniform", "long"):
             raise ValueError("init_params: unknown recurrent_init %r: valid are 'uniform', 'long' "
@@ -159,11 +157,14 @@ def init_params(p, m, l, seed=0, layers=1, scale=None, bias_scale=0.0, recurrent
     elif isinstance(recurrent_init, bool) or not isinstance(recurrent_init, (int, float)):
         raise TypeError("init_params: recurrent_init must be 'uniform', 'long' or a number, got %r"
                         % (recurrent_init,))
+    elif not math.isfinite(recurrent_init):
+        raise ValueError("init_params: recurrent_init must be a finite number, got %r"
+                         % (recurrent_init,))
     c = recurrent_bound(seq_len, mag) if recurrent_init == "long" else None
     rng = backend.host_rng(seed)
 
     def std(fan_in, gain):
-        return (gain / fan_in ** 0.5) if scale is None else float(scale)
+        return (gain / fan_in ** 0.5) if scale is None else scale
 
     params = {}
     for i in range(1, L + 1):
@@ -259,7 +260,7 @@ def _check_state0(state0, L, B, m):
 
 
 @dataclass
-class Trajectory:
+class Trajectory(TrajectoryRecord):
     """What the forward sweep computed (arrays on the backend).
 
     u (T,B,p); h_layers: L arrays (T+1,B,m), h_layers[i-1][k] = h^i_k (row 0 the initial state);
@@ -267,7 +268,6 @@ class Trajectory:
     ``many_to_many``. ``h`` and ``z`` are those of the top layer (what the head reads).
     """
 
-    u: object
     h_layers: list
     z_layers: list
     o: object
@@ -275,14 +275,6 @@ class Trajectory:
     activation: activations.Activation
     output: activations.Activation
     many_to_many: bool = False
-
-    @property
-    def T(self):
-        return self.u.shape[0]
-
-    @property
-    def B(self):
-        return self.u.shape[1]
 
     @property
     def layers(self):
@@ -307,7 +299,7 @@ class Trajectory:
 
 
 @dataclass
-class Adjoint:
+class Adjoint(AdjointRecord):
     """The adjoints of every layer, per example (not divided by B), JP's sign.
 
     lam_layers: L arrays (T,B,m), lam_layers[i-1][k-1] = lambda^i_k = -dF_b/dh^i_k;
@@ -364,12 +356,8 @@ def _forward(params, L, u, state0, activation, output, many_to_many, ws=None):
     act = activations.get(activation, "hidden")
     out = activations.get(output, "output", argname="output")
     m, p = params["W_1"].shape
-    u = float_array(u, "u", ndim=3, axes=("T", "B", "p"))
+    u = sequence_input(u, p, "W_1 has %d columns")
     T, B, _ = u.shape
-    if T < 1 or B < 1:
-        raise ValueError("u must have at least one step and one example, got shape %s"
-                         % (tuple(u.shape),))
-    axis_matches("u", u, 2, "p, input size", p, "W_1 has %d columns")
     h0s = _check_state0(state0, L, B, m)
     xp = backend.xp()
     rec = backend.empty((B, m), u.dtype, ws, "indrnn.rec")  # w_i o h^i_{t-1}: all steps, layers
@@ -405,19 +393,7 @@ def adjoint(params, traj, delta=None, *, delta_out=None):
     params, L = check_params(params)
     if L != traj.layers:
         raise ValueError("adjoint: params have %d layers but traj has %d" % (L, traj.layers))
-    if (delta is None) == (delta_out is None):
-        raise TypeError("adjoint: give exactly one of delta (-dF/dyhat) and delta_out (-dF/do)")
-    if delta_out is None:
-        delta = float_array(delta, "delta")
-        if delta.shape != traj.yhat.shape:
-            raise ValueError("delta must have the shape of traj.yhat %s, got %s"
-                             % (tuple(traj.yhat.shape), tuple(delta.shape)))
-        delta_out = traj.output.vjp(traj.o, traj.yhat, delta)
-    else:
-        delta_out = float_array(delta_out, "delta_out")
-        if delta_out.shape != traj.o.shape:
-            raise ValueError("delta_out must have the shape of traj.o %s, got %s"
-                             % (tuple(traj.o.shape), tuple(delta_out.shape)))
+    delta, delta_out = head_adjoint(traj, delta, delta_out)
     return _adjoint(params, traj, delta_out, delta)
 
 
@@ -494,23 +470,9 @@ def _gradients(traj, adj, ws=None):
     return grads
 
 
-@dataclass
-class Sweep:
-    """Everything one forward + adjoint sweep produced (see :func:`sweep`).
-
-    F: batch mean loss (0-d array); F_b: per-example losses (B,); traj, adj; grads: dF/dtheta;
-    grad_state0: dF/d(initial state), keys :func:`state_names` (L), each -lambda^i_0 / B (B, m);
-    y: targets as used; head: the :class:`~manualgrad.losses.Head`.
-    """
-
-    F: object
-    F_b: object
-    traj: Trajectory
-    adj: Adjoint
-    grads: dict
-    grad_state0: dict
-    y: object
-    head: losses.Head
+Sweep = rnn.StateSweep
+"""Everything one forward + adjoint sweep produced (see :func:`sweep`): F, F_b, traj, adj, grads,
+grad_state0 (keys :func:`state_names` (L), each -lambda^i_0 / B (B, m)), y, head."""
 
 
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -522,8 +484,7 @@ def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=F
     params, L = check_params(params)
     with backend.workspace_scope(workspace) as ws:
         traj = _forward(params, L, u, state0, activation, output, many_to_many, ws)
-        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+        return head_loss(traj, loss, y)[2].mean()
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -541,23 +502,12 @@ def _sweep(params, L, u, y, state0, output, loss, many_to_many, activation, ws=N
     """:func:`sweep` on validated ``params`` (L layers): trajectory and adjoints in workspace
     ``ws`` (if any), the loss and the gradients always fresh."""
     traj = _forward(params, L, u, state0, activation, output, many_to_many, ws)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
-    delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
-    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        delta = head.delta(traj.o, traj.yhat, Y)  # JP (6), for inspection (inf if saturated)
+    head, Y, F_b, delta_out, delta = head_terms(traj, loss, y)  # delta: JP (6)
     adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = _gradients(traj, adj, ws)
-    grad_state0 = {n: _state_grad(lam0, ws, "indrnn.grad_" + n)
+    grad_state0 = {n: state_grad(lam0, ws, "indrnn.grad_" + n)
                    for n, lam0 in zip(state_names(L), adj.lam0_layers)}
     return Sweep(F_b.mean(), F_b, traj, adj, grads, grad_state0, Y, head)
-
-
-def _state_grad(lam0, ws, name):
-    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
-    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
-    g /= lam0.shape[0]
-    return g
 
 
 def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,

@@ -57,8 +57,11 @@ import numbers
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import activations, backend, gpu, losses
-from .._validate import axis_matches, float_array, params_mapping, step as _step
+from .. import activations, backend, gpu, rnn
+from .._validate import momentum_hyper, params_mapping, sequence_input
+from .._validate import state_arrays
+from .._validate import step as _step
+from ..rnn import AdjointRecord, TrajectoryRecord, head_loss, head_terms, state_grad
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "init_params", "check_params", "check_momentum",
            "Trajectory", "Adjoint", "Sweep", "forward", "sweep", "loss", "loss_and_grad"]
@@ -82,20 +85,15 @@ def init_params(p, m, l, seed=0, scale=None, forget_bias=0.0, bias_scale=0.0, dt
     in each of their two biases). Drawn on the host from ``default_rng(seed)`` in the order
     W, b, W_out, b2, so both backends get the same numbers.
     """
-    for v, n in ((p, "p"), (m, "m"), (l, "l")):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError("init_params: %s must be a positive integer, got %r" % (n, v))
-    if scale is not None and not (scale >= 0):
-        raise ValueError("init_params: scale must be >= 0 or None, got %r" % (scale,))
-    if not (bias_scale >= 0):
-        raise ValueError("init_params: bias_scale must be >= 0, got %r" % (bias_scale,))
+    (p, m, l), seed, scale, bias_scale, dtype = rnn._init_args(p, m, l, seed, scale,
+                                                               bias_scale, dtype)
     if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real) \
             or not math.isfinite(forget_bias):
         raise ValueError("init_params: forget_bias must be a finite number, got %r" % (forget_bias,))
     rng = backend.host_rng(seed)
 
     def std(fan_in):
-        return (1.0 / fan_in ** 0.5) if scale is None else float(scale)
+        return (1.0 / fan_in ** 0.5) if scale is None else scale
 
     params = {
         "W": backend.randn((4 * m, m + p), rng=rng, scale=std(m + p), dtype=dtype),
@@ -128,46 +126,12 @@ def check_params(params):
     return P
 
 
-def check_momentum(mu, s):
-    """Validate the momentum options: mu in [0, 1) (momentum), s > 0 (step size); return floats."""
-    for name, val in (("mu", mu), ("s", s)):
-        if isinstance(val, bool) or not isinstance(val, numbers.Real):
-            raise TypeError("%s must be a real number, got %r" % (name, val))
-    mu, s = float(mu), float(s)
-    if not (0.0 <= mu < 1.0):
-        raise ValueError("mu must lie in [0, 1) (the momentum coefficient), got %r" % (mu,))
-    if not (s > 0.0 and math.isfinite(s)):
-        raise ValueError("s must be a finite number > 0 (the step size), got %r" % (s,))
-    return mu, s
-
-
-def _state0(state0, names, widths, B):
-    """The initial states, checked: per name an array (B, width) or (width,), or None for a key
-    missing from ``state0`` (or state0 None), which means zeros."""
-    if state0 is None:
-        state0 = {}
-    if not hasattr(state0, "keys"):
-        raise TypeError("state0 must be None or a mapping with keys among %s, got %s"
-                        % (", ".join(names), type(state0).__name__))
-    extra = [str(k) for k in state0 if k not in names]
-    if extra:
-        raise ValueError("state0 has unknown key(s) %s: the state of this cell is %s"
-                         % (", ".join(extra), ", ".join(names)))
-    out = []
-    for n, w in zip(names, widths):
-        if state0.get(n) is None:
-            out.append(None)
-            continue
-        a = float_array(state0[n], "state0[%r]" % n)
-        if tuple(a.shape) not in ((B, w), (w,)):
-            raise ValueError("state0[%r] must have shape (B, %s) = (%d, %d) or (%d,), got %s"
-                             % (n, "4m" if n == "v0" else "m", B, w, w, tuple(a.shape)))
-        out.append(a)
-    return out
+check_momentum = momentum_hyper
+"""Validate the momentum options: mu in [0, 1) (momentum), s > 0 (step size); return floats."""
 
 
 @dataclass
-class Trajectory:
+class Trajectory(TrajectoryRecord):
     """What the LSTM forward computed and BPTT needs (arrays on the backend).
 
     u (T,B,p); h, c (T+1,B,m) with h[k] = h_k, c[k] = c_k; a (T,B,4m): pre-activations a_k;
@@ -176,7 +140,6 @@ class Trajectory:
     (T+1,B,4m) with v[k] = v_k, and ``momentum`` = (mu, s); None for the plain LSTM.
     """
 
-    u: object
     h: object
     c: object
     a: object
@@ -188,14 +151,6 @@ class Trajectory:
     many_to_many: bool = False
     v: Optional[object] = None
     momentum: Optional[tuple] = None
-
-    @property
-    def T(self):
-        return self.u.shape[0]
-
-    @property
-    def B(self):
-        return self.u.shape[1]
 
     @property
     def m(self):
@@ -218,7 +173,7 @@ class Trajectory:
 
 
 @dataclass
-class Adjoint:
+class Adjoint(AdjointRecord):
     """BPTT for the LSTM, per example (not divided by B), JP's sign (see the module docstring).
 
     lam (T,B,m): lam[k-1] = -dF_b/dh_k;  lam_c (T,B,m): lam_c[k-1] = -dF_b/dc_k (h_k held);
@@ -240,34 +195,15 @@ class Adjoint:
     lam_v: Optional[object] = None
     lam_v0: Optional[object] = None
 
-    def lam_at(self, k):
-        """lam_k (B, m), k = 0..T (lam_0 = ``lam0``)."""
-        k = _step(k, 0, self.lam.shape[0], "lambda_k")
-        return self.lam0 if k == 0 else self.lam[k - 1]
-
     def lam_c_at(self, k):
         """lam_c_k (B, m), k = 0..T (lam_c_0 = ``lam_c0``)."""
         k = _step(k, 0, self.lam_c.shape[0], "lambda_c_k")
         return self.lam_c0 if k == 0 else self.lam_c[k - 1]
 
 
-@dataclass
-class Sweep:
-    """One forward + BPTT sweep (see :func:`sweep`).
-
-    F: batch-mean loss (0-d array); F_b (B,); traj, adj; grads: dF/dtheta like params;
-    grad_state0: {"h0": -lam0/B, "c0": -lam_c0/B[, "v0": -lam_v0/B]}, each (B, width);
-    y: targets as used; head: the :class:`~manualgrad.losses.Head`.
-    """
-
-    F: object
-    F_b: object
-    traj: Trajectory
-    adj: Adjoint
-    grads: dict
-    grad_state0: dict
-    y: object
-    head: losses.Head
+Sweep = rnn.StateSweep
+"""One forward + BPTT sweep (see :func:`sweep`): F, F_b, traj, adj, grads, grad_state0 =
+{"h0": -lam0/B, "c0": -lam_c0/B[, "v0": -lam_v0/B]} (each (B, width)), y, head."""
 
 
 def _forward(params, u, state0, output, many_to_many, momentum=None, ws=None):
@@ -282,18 +218,13 @@ def _forward(params, u, state0, output, many_to_many, momentum=None, ws=None):
     W, b, W_out, b2 = (params[n] for n in PARAM_NAMES)
     m = W_out.shape[1]
     p = W.shape[1] - m
-    u = float_array(u, "u", ndim=3, axes=("T", "B", "p"))
+    u = sequence_input(u, p, "params['W'] has m + p columns with m = %d, so p = %%d" % m)
     T, B, _ = u.shape
-    if T < 1 or B < 1:
-        raise ValueError("u must have at least one step and one example, got shape %s"
-                         % (tuple(u.shape),))
-    axis_matches("u", u, 2, "p, input size", p,
-                 "params['W'] has m + p columns with m = %d, so p = %%d" % m)
     xp = backend.xp()
     dt = u.dtype
     names, widths = (STATE_NAMES, (m, m)) if momentum is None else \
         (STATE_NAMES + ("v0",), (m, m, 4 * m))
-    s0 = _state0(state0, names, widths, B)
+    s0 = state_arrays(state0, names, widths, B, ("m", "m", "4m"))
     h = backend.empty((T + 1, B, m), dt, ws, "lstm.h")
     c = backend.empty((T + 1, B, m), dt, ws, "lstm.c")
     h[0] = 0.0 if s0[0] is None else s0[0]
@@ -500,33 +431,21 @@ def _gradients(traj, adj, ws=None):
 def _loss(params, u, y, state0, output, loss, many_to_many, momentum, ws=None):
     """F on validated ``params``; the trajectory in workspace ``ws`` (if any), F fresh."""
     traj = _forward(params, u, state0, output, many_to_many, momentum, ws)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+    return head_loss(traj, loss, y)[2].mean()
 
 
 def _sweep(params, u, y, state0, output, loss, many_to_many, momentum, ws=None):
     """:func:`sweep` on validated ``params``: trajectory and adjoints in workspace ``ws`` (if
     any), the loss and the gradients always fresh."""
     traj = _forward(params, u, state0, output, many_to_many, momentum, ws)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
-    delta_out = head.delta_out(traj.o, traj.yhat, Y)  # stable for fused heads
-    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        delta = head.delta(traj.o, traj.yhat, Y)  # inspection (inf if saturated)
+    head, Y, F_b, delta_out, delta = head_terms(traj, loss, y)
     adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = _gradients(traj, adj, ws)
-    gs0 = {"h0": _state_grad(adj.lam0, ws, "lstm.grad_h0"),
-           "c0": _state_grad(adj.lam_c0, ws, "lstm.grad_c0")}
+    gs0 = {"h0": state_grad(adj.lam0, ws, "lstm.grad_h0"),
+           "c0": state_grad(adj.lam_c0, ws, "lstm.grad_c0")}
     if momentum is not None:
-        gs0["v0"] = _state_grad(adj.lam_v0, ws, "lstm.grad_v0")
+        gs0["v0"] = state_grad(adj.lam_v0, ws, "lstm.grad_v0")
     return Sweep(F_b.mean(), F_b, traj, adj, grads, gs0, Y, head)
-
-
-def _state_grad(lam0, ws, name):
-    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
-    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
-    g /= lam0.shape[0]
-    return g
 
 
 def forward(params, u, state0=None, output="sigmoid", many_to_many=False):

@@ -54,17 +54,19 @@ call; F and the gradients are always fresh arrays, and :func:`forward`, :func:`a
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import activations, backend, losses, rnn
-from .._validate import axis_matches, float_array, params_mapping, step as _step
+from .. import activations, backend, rnn
+from .._validate import float_array, momentum_hyper, number, params_mapping, sequence_input
+from .._validate import state_arrays, step as _step
+from ..rnn import AdjointRecord, TrajectoryRecord, head_loss, head_terms, state_grad
 
 __all__ = ["PARAM_NAMES", "STATE_NAMES", "INVERTIBLE", "init_params", "check_params",
            "check_hyper", "Trajectory", "Adjoint", "Sweep", "forward", "adjoint", "gradients",
            "sweep", "loss", "loss_and_grad", "eliminated_step", "momentum_factor",
-           "lecture_factor", "vanilla_factor", "adjoint_map", "eliminated_adjoint"]
+           "lecture_factor", "vanilla_factor", "adjoint_map", "eliminated_adjoint",
+           "momentum_rnn_p_form"]
 
 PARAM_NAMES = ("U", "W", "b", "W_out", "b2")
 STATE_NAMES = ("h0", "v0")
@@ -100,27 +102,8 @@ INVERTIBLE = {"tanh": _inv_tanh, "sigmoid": _inv_sigmoid, "softplus": _inv_softp
 # validation
 # --------------------------------------------------------------------------------------------
 
-def _real(value, name):
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        raise TypeError("%s must be a real number, got %r" % (name, value))
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise TypeError("%s must be a real number, got %r" % (name, value)) from None
-    if not math.isfinite(x):
-        raise ValueError("%s must be finite, got %r" % (name, value))
-    return x
-
-
-def check_hyper(mu, s):
-    """Validate the hyperparameters: mu in [0, 1) (momentum), s > 0 (step size); floats back."""
-    mu = _real(mu, "mu")
-    s = _real(s, "s")
-    if not 0.0 <= mu < 1.0:
-        raise ValueError("mu (momentum) must lie in [0, 1), got %r" % (mu,))
-    if not s > 0.0:
-        raise ValueError("s (step size) must be > 0, got %r" % (s,))
-    return mu, s
+check_hyper = momentum_hyper
+"""Validate the hyperparameters: mu in [0, 1) (momentum), s > 0 (step size); floats back."""
 
 
 def init_params(p, m, l, seed=0, scale=None, bias_scale=0.0, dtype=None, activation="tanh",
@@ -152,35 +135,12 @@ def check_params(params):
         "U": (m, m), "W": (m, p), "b": (m,), "W_out": (l, m), "b2": (l,)}, "the Momentum RNN")
 
 
-def _state0(state0, B, m):
-    """(h0, v0) from ``state0`` (mapping with keys among h0, v0; missing ones are zeros)."""
-    if state0 is None:
-        return None, None
-    if not hasattr(state0, "keys"):
-        raise TypeError("state0 must be a mapping with keys among %s (or None), got %s"
-                        % (", ".join(STATE_NAMES), type(state0).__name__))
-    extra = [str(k) for k in state0 if k not in STATE_NAMES]
-    if extra:
-        raise ValueError("state0 has unknown key(s) %s: the Momentum RNN's state is %s"
-                         % (", ".join(extra), ", ".join(STATE_NAMES)))
-    out = []
-    for n in STATE_NAMES:
-        a = state0.get(n)
-        if a is not None:
-            a = float_array(a, "state0[%r]" % n)
-            if tuple(a.shape) not in ((B, m), (m,)):
-                raise ValueError("state0[%r] must have shape (B, m) = (%d, %d) or (m,) = (%d,), "
-                                 "got %s" % (n, B, m, m, tuple(a.shape)))
-        out.append(a)
-    return tuple(out)
-
-
 # --------------------------------------------------------------------------------------------
 # forward
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class Trajectory:
+class Trajectory(TrajectoryRecord):
     """What the forward sweep computed (arrays on the backend).
 
     u (T,B,p); h (T+1,B,m) with h[k] = h_k; v (T+1,B,m) with v[k] = v_k (v[0] = v_0);
@@ -189,7 +149,6 @@ class Trajectory:
     mu, s: the hyperparameters used.
     """
 
-    u: object
     h: object
     v: object
     z: object
@@ -200,14 +159,6 @@ class Trajectory:
     mu: float
     s: float
     many_to_many: bool = False
-
-    @property
-    def T(self):
-        return self.u.shape[0]
-
-    @property
-    def B(self):
-        return self.u.shape[1]
 
     @property
     def x(self):
@@ -236,13 +187,9 @@ def _forward(params, u, state0, activation, output, many_to_many, mu, s, ws=None
     out = activations.get(output, "output", argname="output")
     U, W, b, W_out, b2 = (params[n] for n in PARAM_NAMES)
     m, p = W.shape
-    u = float_array(u, "u", ndim=3, axes=("T", "B", "p"))
+    u = sequence_input(u, p, "W has %d columns")
     T, B, _ = u.shape
-    if T < 1 or B < 1:
-        raise ValueError("u must have at least one step and one example, got shape %s"
-                         % (tuple(u.shape),))
-    axis_matches("u", u, 2, "p, input size", p, "W has %d columns")
-    h0, v0 = _state0(state0, B, m)
+    h0, v0 = state_arrays(state0, STATE_NAMES, (m, m), B)
     xp = backend.xp()
     h = backend.empty((T + 1, B, m), u.dtype, ws, "momentum.h")
     v = backend.empty((T + 1, B, m), u.dtype, ws, "momentum.v")
@@ -269,7 +216,7 @@ def _forward(params, u, state0, activation, output, many_to_many, mu, s, ws=None
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class Adjoint:
+class Adjoint(AdjointRecord):
     """The adjoints of the state (h_k, v_k), per example (not divided by the batch size).
 
     lam (T,B,m): lam[k-1] = -dF_b/dh_k (v_k fixed);  lam0 (B,m) = -dF_b/dh_0.
@@ -352,22 +299,9 @@ def gradients(traj, adj):
     }
 
 
-@dataclass
-class Sweep:
-    """One forward + adjoint sweep (see :func:`sweep`).
-
-    F: batch mean loss; F_b (B,); traj, adj; grads: dF/dtheta; grad_state0: {"h0": -lam0/B,
-    "v0": -lam_v0/B}, each (B, m); y: targets as used; head: the :class:`~manualgrad.losses.Head`.
-    """
-
-    F: object
-    F_b: object
-    traj: Trajectory
-    adj: Adjoint
-    grads: dict
-    grad_state0: dict
-    y: object
-    head: losses.Head
+Sweep = rnn.StateSweep
+"""One forward + adjoint sweep (see :func:`sweep`): F, F_b, traj, adj, grads, grad_state0 =
+{"h0": -lam0/B, "v0": -lam_v0/B} (each (B, m)), y, head."""
 
 
 def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -380,8 +314,7 @@ def loss(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=F
     params = check_params(params)
     with backend.workspace_scope(workspace) as ws:
         traj = _forward(params, u, state0, activation, output, many_to_many, mu, s, ws)
-        head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-        return losses.per_example(head.value(traj.o, traj.yhat, Y)).mean()
+        return head_loss(traj, loss, y)[2].mean()
 
 
 def sweep(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -401,23 +334,12 @@ def _sweep(params, u, y, state0, output, loss, many_to_many, activation, mu, s, 
     """:func:`sweep` on validated ``params``, ``mu``, ``s``: trajectory and adjoints in workspace
     ``ws`` (if any), the loss and the gradients always fresh."""
     traj = _forward(params, u, state0, activation, output, many_to_many, mu, s, ws)
-    head, Y = losses.head_and_targets(traj.output, loss, traj.o, y)
-    F_b = losses.per_example(head.value(traj.o, traj.yhat, Y))
-    delta_out = head.delta_out(traj.o, traj.yhat, Y)
-    with backend.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        delta = head.delta(traj.o, traj.yhat, Y)  # inspection only
+    head, Y, F_b, delta_out, delta = head_terms(traj, loss, y)  # delta: inspection only
     adj = _adjoint(params, traj, delta_out, delta, ws)
     grads = gradients(traj, adj)
-    gs0 = {"h0": _state_grad(adj.lam0, ws, "momentum.grad_h0"),
-           "v0": _state_grad(adj.lam_v0, ws, "momentum.grad_v0")}
+    gs0 = {"h0": state_grad(adj.lam0, ws, "momentum.grad_h0"),
+           "v0": state_grad(adj.lam_v0, ws, "momentum.grad_v0")}
     return Sweep(F_b.mean(), F_b, traj, adj, grads, gs0, Y, head)
-
-
-def _state_grad(lam0, ws, name):
-    """dF/d(initial state) = -lam_0 / B, in ``ws`` under ``name`` (or fresh)."""
-    g = backend.xp().negative(lam0, out=backend.empty(lam0.shape, lam0.dtype, ws, name))
-    g /= lam0.shape[0]
-    return g
 
 
 def loss_and_grad(params, u, y, state0=None, output="sigmoid", loss="bce", many_to_many=False,
@@ -590,3 +512,46 @@ def eliminated_adjoint(traj, adj):
         raise ValueError("eliminated_adjoint: sigma'(z_k) = 0 somewhere (sigma saturated in "
                          "float): (sigma^{-1})'(h_k) is infinite")
     return adj.lam_in / d
+
+
+# --------------------------------------------------------------------------------------------
+# the p-form (BW-HB)
+# --------------------------------------------------------------------------------------------
+
+def momentum_rnn_p_form(U, W, x, mu, s, h0=None, activation="tanh"):
+    """The lecture's Momentum RNN in p-form (BW-HB applied to the RNN), literally.
+
+    The lecture reads h_t = sigma(U h_{t-1} + W x_t) as a step of a projected method with
+    phi(.) = sigma(U .) and u_t = U^{-1} W x_t and puts heavy-ball momentum
+    (:func:`manualgrad.optim.heavy_ball.heavy_ball_p`) on it::
+
+        p_t = mu p_{t-1} - s u_t;    h_t = phi(h_{t-1} - p_t)                   (p-form)
+        v_t = mu v_{t-1} + s W x_t;  h_t = sigma(U h_{t-1} + v_t),  v_t = -U p_t  (BW-MRNN)
+
+    so with b = 0 and v_0 = 0 it is :func:`forward` written another way (a test checks the two
+    agree to round-off).
+
+    p_0 = 0. ``U`` (m, m) invertible, ``W`` (m, p), ``x`` (T, B, p), ``h0`` (B, m) or None
+    (zeros). Returns h (T + 1, B, m) with h[0] = h0. (Rows are examples: U z is ``z @ U.T``.)
+    """
+    mu = number(mu, "mu", minimum=0.0)
+    s = number(s, "s", positive=True)
+    U = float_array(U, "U", ndim=2, axes=("m", "m"))
+    W = float_array(W, "W", ndim=2, axes=("m", "p"))
+    x = float_array(x, "x", ndim=3, axes=("T", "B", "p"))
+    m = U.shape[0]
+    if U.shape != (m, m) or W.shape[0] != m or W.shape[1] != x.shape[2]:
+        raise ValueError("momentum_rnn_p_form: shapes U %s, W %s, x %s do not fit (U (m, m), "
+                         "W (m, p), x (T, B, p))" % (U.shape, W.shape, x.shape))
+    xp = backend.xp()
+    sigma = activations.get(activation, "hidden").f
+    T, B, _ = x.shape
+    h = xp.zeros((B, m), dtype=U.dtype) if h0 is None else float_array(h0, "h0", ndim=2)
+    u = xp.linalg.solve(U, (x.reshape(T * B, -1) @ W.T).T).T.reshape(T, B, m)  # U^{-1} W x_t
+    p = xp.zeros_like(h)
+    hs = [h]
+    for t in range(T):
+        p = mu * p - s * u[t]
+        h = sigma((h - p) @ U.T)
+        hs.append(h)
+    return xp.stack(hs)

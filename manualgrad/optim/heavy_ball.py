@@ -1,4 +1,4 @@
-"""The heavy-ball method in both of the lecture's forms (BW-HB), and the Momentum RNN read as it.
+"""The heavy-ball method in both of the lecture's forms (BW-HB).
 
 BW, "Heavy-ball method vs. RNN". For a function f with gradient ``grad``, step ``s`` > 0 and
 momentum ``mu`` in [0, 1)::
@@ -17,15 +17,17 @@ Momentum RNN::
     p_t = mu p_{t-1} - s u_t;    h_t = phi(h_{t-1} - p_t)                       (p-form)
     v_t = mu v_{t-1} + s W x_t;  h_t = sigma(U h_{t-1} + v_t),   v_t = -U p_t   (BW-MRNN)
 
-:func:`momentum_rnn_p_form` runs the p-form literally (it needs U invertible); a test checks it
-reproduces :func:`manualgrad.cells.momentum.forward` (no bias) to round-off.
+That model lives with its cell: :func:`manualgrad.cells.momentum.momentum_rnn_p_form` runs the
+p-form literally (it needs U invertible), and a test checks it reproduces
+:func:`manualgrad.cells.momentum.forward` (no bias) to round-off. This module, like every
+optimizer, calls no model.
 """
 from __future__ import annotations
 
-from .. import activations, backend
+from .. import backend
 from .._validate import float_array, number, positive_int
 
-__all__ = ["heavy_ball", "heavy_ball_p", "momentum_rnn_p_form"]
+__all__ = ["heavy_ball", "heavy_ball_p"]
 
 
 def _check(s, mu, steps):
@@ -66,33 +68,3 @@ def heavy_ball_p(grad, x0, s, mu, steps):
         x = x - p
         xs.append(x)
     return xp.stack(xs)
-
-
-def momentum_rnn_p_form(U, W, x, mu, s, h0=None, activation="tanh"):
-    """The lecture's Momentum RNN in p-form (BW-HB applied to the RNN), literally.
-
-    p_t = mu p_{t-1} - s u_t, h_t = phi(h_{t-1} - p_t), phi(z) = sigma(U z), u_t = U^{-1} W x_t,
-    p_0 = 0. ``U`` (m, m) invertible, ``W`` (m, p), ``x`` (T, B, p), ``h0`` (B, m) or None
-    (zeros). Returns h (T + 1, B, m) with h[0] = h0. (Rows are examples: U z is ``z @ U.T``.)
-    """
-    mu = number(mu, "mu", minimum=0.0)
-    s = number(s, "s", positive=True)
-    U = float_array(U, "U", ndim=2, axes=("m", "m"))
-    W = float_array(W, "W", ndim=2, axes=("m", "p"))
-    x = float_array(x, "x", ndim=3, axes=("T", "B", "p"))
-    m = U.shape[0]
-    if U.shape != (m, m) or W.shape[0] != m or W.shape[1] != x.shape[2]:
-        raise ValueError("momentum_rnn_p_form: shapes U %s, W %s, x %s do not fit (U (m, m), "
-                         "W (m, p), x (T, B, p))" % (U.shape, W.shape, x.shape))
-    xp = backend.xp()
-    sigma = activations.get(activation, "hidden").f
-    T, B, _ = x.shape
-    h = xp.zeros((B, m), dtype=U.dtype) if h0 is None else float_array(h0, "h0", ndim=2)
-    u = xp.linalg.solve(U, (x.reshape(T * B, -1) @ W.T).T).T.reshape(T, B, m)  # U^{-1} W x_t
-    p = xp.zeros_like(h)
-    hs = [h]
-    for t in range(T):
-        p = mu * p - s * u[t]
-        h = sigma((h - p) @ U.T)
-        hs.append(h)
-    return xp.stack(hs)
