@@ -416,24 +416,44 @@ def empty(shape, dtype=None, ws=None, name=None):
     return ws.empty(name, shape, dtype)
 
 
+def _environment_error(var, value, valid, why):
+    """A bad environment variable: one ValueError naming it, its value and the valid values."""
+    return ValueError("environment variable %s=%r is not valid (%s); valid values: %s; unset it "
+                      "for the default" % (var, value, why, ", ".join(valid)))
+
+
 def _from_environment():
+    """Apply MANUALGRAD_BACKEND, _DTYPE, _FUSED, _WORKSPACE; a bad value stops ``import
+    manualgrad`` with a ValueError naming the variable, its value and the valid values (and a
+    RuntimeError naming MANUALGRAD_BACKEND when it asks for CuPy on a machine without it)."""
     name = os.environ.get("MANUALGRAD_BACKEND")
     if name:
-        set_backend(name)
+        if name.strip().lower() not in BACKENDS:
+            raise _environment_error("MANUALGRAD_BACKEND", name, BACKENDS, "unknown backend")
+        try:
+            set_backend(name)
+        except RuntimeError as exc:
+            raise RuntimeError("environment variable MANUALGRAD_BACKEND=%r: %s; unset it (or set "
+                               "it to numpy) on this machine" % (name, exc)) from None
     dtype = os.environ.get("MANUALGRAD_DTYPE")
     if dtype:
-        set_dtype(dtype)
+        try:
+            set_dtype(dtype.strip())
+        except (TypeError, ValueError):
+            raise _environment_error("MANUALGRAD_DTYPE", dtype, DTYPES,
+                                     "not a supported float dtype") from None
     flag = os.environ.get("MANUALGRAD_FUSED")
     if flag:
         value = {"0": False, "1": True}.get(flag, flag)
         if value not in (True, False) + FUSED_MODES:
-            raise ValueError("MANUALGRAD_FUSED must be 0, 1, %s; got %r"
-                             % (", ".join(FUSED_MODES), flag))
+            raise _environment_error("MANUALGRAD_FUSED", flag, ("0", "1") + FUSED_MODES,
+                                     "not a fused-kernel mode")
         set_fused(value)
     flag = os.environ.get("MANUALGRAD_WORKSPACE")
     if flag:
         if flag not in ("0", "1"):
-            raise ValueError("MANUALGRAD_WORKSPACE must be 0 or 1, got %r" % flag)
+            raise _environment_error("MANUALGRAD_WORKSPACE", flag, ("0", "1"),
+                                     "1 uses a default workspace per thread, 0 none")
         _state["workspace_default"] = flag == "1"
 
 

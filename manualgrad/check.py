@@ -24,19 +24,85 @@ Conventions:
   parameter vector, so it scales to long sequences and big models.
 
 Finite differences always run in float64 on the host arrays' backend; check in float64.
+
+Arguments are checked before ``f`` is first called (the vocabulary of :mod:`manualgrad._validate`):
+a gradient missing from ``grads`` or of the wrong shape, an unknown name in ``names``, a step
+``h`` that is not a finite number > 0, an ``order`` other than 2 and 4 are ValueErrors naming
+them; an ``f`` that does not return a scalar is a TypeError giving what it returned (found at
+its first evaluation, before any finite difference is taken).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import backend
+from . import _validate, backend
 
 __all__ = ["rel_error", "fd_error", "fd_atol", "default_step", "numerical_gradient", "numerical_gradients",
            "GradientReport", "gradients", "directional_derivative", "dot_product_test",
-           "assert_gradients", "TOLERANCES"]
+           "assert_gradients", "TOLERANCES", "SECOND_ORDER", "AGREEMENT"]
 
 TOLERANCES = {"float64": 1e-7, "float32": 2e-2}
-"""Relative-error tolerances for gradient checks, keyed by dtype name (float32 is a smoke test)."""
+"""Relative-error tolerances for gradient checks, keyed by dtype name (float32 is a smoke test):
+an analytic first derivative against central differences of the function itself."""
+
+SECOND_ORDER = {"float64": 1e-6, "float32": 2e-2}
+"""Relative-error tolerances for derivatives of derivatives, keyed by dtype name: Hessian-vector
+products against central differences of the exact gradient (tests/test_hvp.py), and the
+coadjoint method, whose penalty G is a function of the adjoints, so its gradient is a second
+derivative of F, against central differences of F + alpha G (tests/test_coadjoint.py). The
+differenced quantity is itself a derivative, steep where adjoints are small, so the truncation
+error of the stencil is larger than in :data:`TOLERANCES` for the same step."""
+
+AGREEMENT = {"float64": 1e-12, "float32": 1e-4}
+"""Relative-error tolerances for two implementations of the same computation, keyed by the dtype
+of the one under test: the fused GPU kernels against the NumPy path (tests/test_gpu.py, and
+tests/test_gpu_emulated.py on the CPU). No finite differences: in float64 only the order of the
+sums differs (1e-12); in float32 the result is compared with the float64 reference (1e-4)."""
+
+
+def _step(h, where):
+    """None or a finite step > 0 (as float)."""
+    return None if h is None else _validate.positive_real(h, "h", where,
+                                                          role="the finite-difference step")
+
+
+def _order(order, where):
+    if order not in (2, 4) or isinstance(order, bool):
+        raise ValueError("%s: order must be 2 or 4 (the central-difference stencil), got %r"
+                         % (where, order))
+    return order
+
+
+def _check_grads(params, grads, names, where, what="grads"):
+    """``params`` a non-empty mapping of arrays; ``names`` None or keys of it; ``grads`` a
+    mapping with an array of the parameter's shape for each name. Returns the names."""
+    _validate.array_mapping(params, "params", where)
+    if not params:
+        raise ValueError("%s: params is empty: nothing to check" % where)
+    if names is None:
+        names = list(params)
+    else:
+        if isinstance(names, str):
+            raise TypeError("%s: names must be a list of parameter names, got the string %r"
+                            % (where, names))
+        names = list(names)
+        for k in names:
+            if k not in params:
+                raise ValueError("%s: names: %r is not a key of params (keys: %s)"
+                                 % (where, k, ", ".join(map(str, params))))
+    if not hasattr(grads, "keys"):
+        raise TypeError("%s: %s must be a mapping {name: array} like params, got %s"
+                        % (where, what, type(grads).__name__))
+    for k in names:
+        if k not in grads:
+            raise ValueError("%s: %s lacks %r (params has keys %s; give a gradient for every "
+                             "parameter checked, or restrict the check with names=)"
+                             % (where, what, k, ", ".join(map(str, params))))
+        g = _validate.backend_array(grads[k], "%s[%r]" % (what, k), where)
+        if tuple(g.shape) != tuple(params[k].shape):
+            raise ValueError("%s: %s[%r] has shape %s but params[%r] has shape %s"
+                             % (where, what, k, tuple(g.shape), k, tuple(params[k].shape)))
+    return names
 
 
 def rel_error(a, b, floor=1e-12):
@@ -60,7 +126,8 @@ def fd_atol(f_value, order=4, h=None, dtype="float64"):
     Round-off in f (about eps |f|) divided by the step; about 2e-11 |f| for the default 4-point
     stencil in float64 and 4e-10 |f| for the 2-point one.
     """
-    h = default_step(dtype, order) if h is None else float(h)
+    h = _step(h, "check.fd_atol")
+    h = default_step(dtype, _order(order, "check.fd_atol")) if h is None else h
     eps = float(backend.np.finfo(backend.np.dtype(dtype)).eps)
     return 10.0 * eps * max(1.0, abs(_scalar(f_value))) / h
 
@@ -93,11 +160,19 @@ def _central(f_at, step, order):
     return ((f_at(-2 * step) - f_at(2 * step)) + 8.0 * (f_at(step) - f_at(-step))) / (12.0 * step)
 
 
-def _scalar(v):
+def _scalar(v, where="check"):
+    """``v`` (a number or a one-element array, e.g. the value of ``f``) as a Python float;
+    TypeError saying what ``f`` returned otherwise."""
+    if backend.is_array(v):
+        if v.size != 1:
+            raise TypeError("%s: f must return a scalar (a number or a one-element array), got "
+                            "an array of shape %s" % (where, tuple(v.shape)))
+        return float(backend.to_numpy(v).reshape(()))
     try:
         return float(v)
-    except TypeError:
-        return float(backend.to_numpy(v))
+    except (TypeError, ValueError):
+        raise TypeError("%s: f must return a scalar (a number or a one-element array), got %s"
+                        % (where, type(v).__name__)) from None
 
 
 def numerical_gradient(f, x, h=None, index=None, order=4):
@@ -106,6 +181,11 @@ def numerical_gradient(f, x, h=None, index=None, order=4):
     ``x`` is perturbed in place one entry at a time and restored. ``index``: optional iterable of
     flat indices to differentiate (the others are left 0), for spot checks of large arrays.
     """
+    where = "check.numerical_gradient"
+    _validate.callable_arg(f, "f", where, "f() -> scalar, reading x")
+    _validate.backend_array(x, "x", where, floating=True)
+    h = _step(h, where)
+    order = _order(order, where)
     xp = backend.array_module_of(x)
     if not x.flags.c_contiguous:
         raise ValueError("numerical_gradient: x must be C-contiguous (it is perturbed in place "
@@ -120,7 +200,7 @@ def numerical_gradient(f, x, h=None, index=None, order=4):
 
         def f_at(offset):
             flat[i] = old + offset
-            return _scalar(f())
+            return _scalar(f(), where)
 
         gflat[i] = _central(f_at, h0 * max(1.0, abs(old)), order)
         flat[i] = old
@@ -132,6 +212,11 @@ def numerical_gradients(f, params, h=None, names=None, order=4):
 
     Works on copies: ``params`` itself is not modified. Returns a dict of float64 arrays.
     """
+    where = "check.numerical_gradients"
+    _validate.callable_arg(f, "f", where, "f(params) -> scalar")
+    names = _check_grads(params, params, names, where, "params")
+    _step(h, where)
+    _order(order, where)
     P = {k: v.copy() for k, v in params.items()}
     out = {}
     for name in (names if names is not None else P):
@@ -170,12 +255,20 @@ def gradients(f, params, grads, h=None, tol=None, names=None, order=4, atol=None
     a gradient smaller than the floor (an exactly-zero one, say) must match to ``atol``
     absolutely. A 0.05% error in any gradient larger than ~1e-7 |f| still fails at tol 1e-7.
     """
+    return _gradients("check.gradients", f, params, grads, h, tol, names, order, atol)
+
+
+def _gradients(where, f, params, grads, h, tol, names, order, atol):
+    _validate.callable_arg(f, "f", where, "f(params) -> scalar")
+    names = _check_grads(params, grads, names, where)
+    h, order = _step(h, where), _order(order, where)
+    tol = None if tol is None else _validate.positive_real(tol, "tol", where)
+    atol = None if atol is None else _validate.positive_real(atol, "atol", where)
+    f0 = _scalar(f(params), where)   # a vector-valued f is refused before any difference
     num = numerical_gradients(f, params, h, names, order)
-    if tol is None:
-        dt = next(iter(params.values())).dtype
-        tol = TOLERANCES.get(backend.np.dtype(dt).name, 1e-7)
-    f0 = f(params)
     dt = next(iter(params.values())).dtype
+    if tol is None:
+        tol = TOLERANCES.get(backend.np.dtype(dt).name, 1e-7)
     if atol is None:
         atol = fd_atol(f0, order, h, dt if h is None else "float64")
     return GradientReport({k: fd_error(grads[k], num[k], f0, tol, atol) for k in num}, tol)
@@ -183,7 +276,7 @@ def gradients(f, params, grads, h=None, tol=None, names=None, order=4, atol=None
 
 def assert_gradients(f, params, grads, h=None, tol=None, names=None, order=4, atol=None):
     """Raise ``AssertionError`` with the per-parameter table if any relative error is >= tol."""
-    rep = gradients(f, params, grads, h, tol, names, order, atol)
+    rep = _gradients("check.assert_gradients", f, params, grads, h, tol, names, order, atol)
     if not rep.ok:
         raise AssertionError("gradient check failed (tol %.1e):\n%s" % (rep.tol, rep))
     return rep
@@ -214,10 +307,19 @@ def _random_direction(params, seed):
 
 def directional_derivative(f, params, direction, h=None, order=4):
     """d/dt f(params + t v) at t = 0 by central differences, v = ``direction`` (mapping like params)."""
+    where = "check.directional_derivative"
+    _validate.callable_arg(f, "f", where, "f(params) -> scalar")
+    _check_grads(params, direction, None, where, "direction")
+    h, order = _step(h, where), _order(order, where)
+    return _directional(f, params, direction, h, order, where)
+
+
+def _directional(f, params, direction, h, order, where):
     dt = next(iter(params.values())).dtype
-    h = default_step(dt, order) if h is None else float(h)
+    h = default_step(dt, order) if h is None else h
     v = {k: _like(direction[k], params[k]) for k in params}
-    return _central(lambda t: _scalar(f({k: params[k] + t * v[k] for k in params})), h, order)
+    return _central(lambda t: _scalar(f({k: params[k] + t * v[k] for k in params}), where), h,
+                    order)
 
 
 def dot_product_test(f, params, grads, seed=0, h=None, direction=None, order=4, tol=1e-7,
@@ -227,9 +329,18 @@ def dot_product_test(f, params, grads, seed=0, h=None, direction=None, order=4, 
     Returns ``(rel_err, analytic, numeric)``. The direction is N(0, 1) per entry, seeded, unless
     given. The relative error has the finite-difference floor of :func:`fd_error`.
     """
+    where = "check.dot_product_test"
+    _validate.callable_arg(f, "f", where, "f(params) -> scalar")
+    _check_grads(params, grads, None, where)
+    if direction is not None:
+        _check_grads(params, direction, None, where, "direction")
+    h, order = _step(h, where), _order(order, where)
+    tol = _validate.positive_real(tol, "tol", where)
+    atol = None if atol is None else _validate.positive_real(atol, "atol", where)
+    f0 = _scalar(f(params), where)
     v = _random_direction(params, seed) if direction is None else direction
     analytic = sum(_vdot(grads[k], v[k]) for k in params)
-    numeric = directional_derivative(f, params, v, h, order)
-    err = fd_error(backend.np.array([analytic]), backend.np.array([numeric]), f(params), tol,
+    numeric = _directional(f, params, v, h, order, where)
+    err = fd_error(backend.np.array([analytic]), backend.np.array([numeric]), f0, tol,
                    atol, order, h)
     return err, analytic, numeric

@@ -32,20 +32,26 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from numbers import Real
 
-from . import __version__, backend
+from . import __version__, _validate, backend
 from ._validate import positive_int
 from .optim.clip import clip_by_global_norm
 
 __all__ = ["History", "fit", "classification_error", "minibatches", "save_checkpoint",
            "load_checkpoint", "write_json", "write_history_csv", "to_jsonable",
-           "CHECKPOINT_FORMAT"]
+           "CHECKPOINT_FORMAT", "PROGRESS_INTERVAL", "PROGRESS_INTERVAL_REDIRECTED"]
 
 CHECKPOINT_FORMAT = "manualgrad-checkpoint"
 _CHECKPOINT_VERSION = 1
 _HEADER_KEY = "__manualgrad__"
 _PARAM_PREFIX = "params/"
+
+PROGRESS_INTERVAL = 0.5
+"""Seconds between redraws of fit's progress bar on a terminal (at most)."""
+
+PROGRESS_INTERVAL_REDIRECTED = 30.0
+"""Seconds between redraws when stderr is not a terminal (a log file, a pipe, a notebook): the
+bar appears only after this long, so a short phase leaves just its summary line in a log."""
 
 
 @dataclass
@@ -122,41 +128,73 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
 
     ``train_F`` is then the mean over the epoch's minibatches of the loss at the first of these
     points (for Frank-Wolfe: at omega + Delta_{k-1}, which is omega for the first inner step).
-    An optimizer with a list attribute ``angles`` (Frank-Wolfe's FW-A5 diagnostic, in degrees)
-    adds ``fw_angle_mean``, ``fw_angle_std`` (over the entries appended during the epoch; NaN
-    if none) and ``fw_outer_steps`` (their number) to each epoch row.
+
+    Optimizers may add entries to the epoch rows through two optional methods:
+    ``optimizer.begin_epoch()``, called before each epoch's first minibatch, and
+    ``optimizer.epoch_metrics()``, called after its last, returning a mapping whose items are
+    appended to the row (after ``train_F`` and ``clip_fired``, before ``evaluate``'s). Frank-Wolfe
+    reports its FW-A5 angle statistics this way (``fw_angle_mean``, ``fw_angle_std``,
+    ``fw_outer_steps``); ``fit`` itself knows no optimizer by name.
+
+    ``progress``: a bar on stderr while the loop runs, redrawn at most every
+    :data:`PROGRESS_INTERVAL` seconds on a terminal; when stderr is not a terminal (a log file,
+    a pipe) it stays silent for the first :data:`PROGRESS_INTERVAL_REDIRECTED` seconds and is
+    then redrawn at most that often. It is removed when the loop ends, and one summary line
+    stays: ``<desc>: <epochs done>/<epochs> epochs, <n> minibatches, <seconds> s; <last row>``.
+
+    Every argument is checked before any work is done: TypeError/ValueError naming it.
     """
     import sys
 
     from tqdm import tqdm  # the plain console bar: tqdm.auto warns in kernels without ipywidgets
 
+    where = "fit"
+    _validate.array_mapping(params, "params", where)
+    _validate.callable_arg(grad_fn, "grad_fn", where, "grad_fn(params, u_batch, y_batch) -> "
+                           "(F, grads)")
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError("fit: optimizer must have a step(params, grads) -> params method (e.g. "
+                        "optim.SGD(lr), optim.Adam(lr)), got %r" % (optimizer,))
+    _validate.callable_arg(evaluate, "evaluate", where, "evaluate(params) -> dict of metrics",
+                           allow_none=True)
+    hooks = {}
+    for hook in ("begin_epoch", "epoch_metrics", "eval_point"):
+        fn = getattr(optimizer, hook, None)
+        if fn is not None:
+            hooks[hook] = _validate.callable_arg(fn, "optimizer.%s" % hook, where,
+                                                 "an optional optimizer hook")
     epochs = positive_int(epochs, "epochs", minimum=0)
     batch_size = positive_int(batch_size, "batch_size")
+    if example_axis not in (0, 1) or isinstance(example_axis, bool):
+        raise ValueError("fit: example_axis must be 0 (y: (n, ...)) or 1 (y: (T, n, ...)), got %r"
+                         % (example_axis,))
+    if not isinstance(desc, str):
+        raise TypeError("fit: desc must be a str (the progress bar's label), got %r" % (desc,))
     if clip is not None:
-        if isinstance(clip, bool) or not isinstance(clip, Real):
-            raise TypeError("clip must be None or a real number > 0 (max global norm), got %r"
-                            % (clip,))
-        if not float(clip) > 0:
-            raise ValueError("clip must be > 0 (max global norm), got %r" % (clip,))
-        clip = float(clip)
+        clip = _validate.positive_real(clip, "clip", where, role="max global norm", finite=False)
     if checkpoint_path is not None:
         checkpoint_path = _file_path(checkpoint_path, "checkpoint_path", "fit")
+    for name, a, ndim in (("u", u, 2), ("y", y, 1 + example_axis)):
+        if not (backend.is_array(a) and a.ndim >= ndim):
+            raise TypeError("fit: %s must be an array with its examples on axis %d, got %s"
+                            % (name, 1 if name == "u" else example_axis,
+                               "shape %s" % (tuple(a.shape),) if backend.is_array(a)
+                               else type(a).__name__))
+    n = u.shape[1]
+    if y.shape[example_axis] != n:
+        raise ValueError("fit: y has %d examples on axis %d but u has %d (axis 1)"
+                         % (y.shape[example_axis], example_axis, n))
+    inner = positive_int(getattr(optimizer, "steps_per_batch", 1), "optimizer.steps_per_batch")
     # the data and the parameters go to the backend once (host arrays cannot be indexed with
     # the device index of each batch, nor mixed into device steps)
     u, y = _on_backend(u), _on_backend(y)
     params = {k: _on_backend(v) for k, v in params.items()}
-    n = u.shape[1]
-    if y.shape[example_axis] != n:
-        raise ValueError("y has %d examples on axis %d but u has %d (axis 1)"
-                         % (y.shape[example_axis], example_axis, n))
     rng = backend.host_rng(seed)
     xp = backend.xp()
     if workspace is True:
         workspace = backend.Workspace()
     ws = backend.resolve_workspace(workspace)
-    inner = positive_int(getattr(optimizer, "steps_per_batch", 1), "optimizer.steps_per_batch")
-    eval_point = getattr(optimizer, "eval_point", None)
-    angles = getattr(optimizer, "angles", None)
+    eval_point = hooks.get("eval_point")
     hist = History()
     t0 = time.perf_counter()
     row = {"epoch": 0}
@@ -166,14 +204,20 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
     shown = {}  # what the bar keeps showing between epochs: the latest evaluated error
     if "test_error" in row:
         shown["error"] = "%.4f" % row["test_error"]
+    stream = sys.stderr
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    interval = PROGRESS_INTERVAL if tty else PROGRESS_INTERVAL_REDIRECTED
     bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=desc, disable=not progress,
-               leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, file=stream, mininterval=interval,
+               maxinterval=max(interval, 10.0), delay=0.0 if tty else interval)
+    done = 0
     scope = contextlib.ExitStack()
     scope.enter_context(backend.use_workspace(ws))  # the loop's workspace is the default inside
     try:
         for epoch in range(1, epochs + 1):
             total, seen, fired = 0.0, 0, 0
-            n_angles = len(angles) if angles is not None else 0
+            if "begin_epoch" in hooks:
+                hooks["begin_epoch"]()
             for idx in minibatches(n, batch_size, rng):
                 ix = backend.asarray(idx, dtype="int64")
                 ub = u[:, ix]
@@ -199,18 +243,18 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
                         seen += len(idx)
                 if hist.stopped:
                     break
-                bar.update(1)
-                bar.set_postfix(F="%.4f" % (total / seen), **shown)
+                bar.set_postfix(F="%.4f" % (total / seen), **shown, refresh=False)
+                bar.update(1)  # redraws only when the interval has passed
             row = {"epoch": epoch, "train_F": total / max(seen, 1)}
             if clip is not None:
                 row["clip_fired"] = fired
-            if angles is not None:
-                new = [a for a in angles[n_angles:] if not math.isnan(a)]
-                m = sum(new) / len(new) if new else float("nan")
-                row["fw_angle_mean"] = m
-                row["fw_angle_std"] = (math.sqrt(sum((a - m) ** 2 for a in new) / len(new))
-                                       if new else float("nan"))
-                row["fw_outer_steps"] = len(angles) - n_angles
+            if "epoch_metrics" in hooks:
+                extra = hooks["epoch_metrics"]()
+                if not hasattr(extra, "keys") or not hasattr(extra, "items"):
+                    raise TypeError("fit: optimizer.epoch_metrics() must return a mapping of "
+                                    "row entries, got %s" % type(extra).__name__)
+                row.update(extra)
+            done = epoch
             if not hist.stopped and evaluate is not None:
                 row.update(evaluate(params))
             hist.epochs.append(row)
@@ -224,13 +268,26 @@ def fit(params, grad_fn, u, y, *, epochs, batch_size, optimizer, seed=0, evaluat
             post = {k: ("%.4g" % v if isinstance(v, float) else v)
                     for k, v in row.items() if k not in ("epoch", "test_error")}
             post.update(shown)
-            bar.set_postfix(post)
+            bar.set_postfix(post, refresh=False)
     finally:
+        steps = bar.n
         bar.close()
         scope.close()
     hist.wall_time = time.perf_counter() - t0
     hist.params = params
+    if progress:
+        print(_summary(desc, done, epochs, steps, hist), file=stream, flush=True)
     return hist
+
+
+def _summary(desc, done, epochs, steps, hist):
+    """The line a finished progress bar leaves: the phase, how far it got, the last row."""
+    last = hist.epochs[-1] if hist.epochs else {}
+    shown = " ".join("%s=%s" % (k, "%.4g" % v if isinstance(v, float) else v)
+                     for k, v in last.items() if k != "epoch")
+    return "%s: %d/%d epochs, %d minibatches, %.1f s%s%s" % (
+        desc, done, epochs, steps, hist.wall_time, "; " + shown if shown else "",
+        "; stopped early (non-finite loss or gradient)" if hist.stopped else "")
 
 
 # ------------------------------------------------------------------ files (the host-NumPy edge)
@@ -390,8 +447,10 @@ def load_checkpoint(path):
     """Load a file written by :func:`save_checkpoint`: returns ``(params, meta)``.
 
     Each array comes back with the saved dtype and bits, on the active backend (whatever the
-    active default dtype). FileNotFoundError if there is no such file; ValueError if the file is
-    not a manualgrad checkpoint (not an .npz, no header, another format, or a newer version).
+    active default dtype). FileNotFoundError if there is no such file; ValueError naming the file
+    if it is not a manualgrad checkpoint (not an .npz, no header, another format, or a newer
+    version) or is damaged (truncated, a flipped byte caught by the archive's CRC, a garbled
+    entry): the archive's own errors (``zipfile.BadZipFile``, ...) never escape.
     """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError("load_checkpoint: path must be a str or os.PathLike file path, got %s"
@@ -402,36 +461,56 @@ def load_checkpoint(path):
             path, " (it is a folder)" if os.path.isdir(path) else ""))
     not_ckpt = "load_checkpoint: %r is not a manualgrad checkpoint (%s); write one with " \
                "train.save_checkpoint"
-    try:
-        z = backend.np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(not_ckpt % (path, "cannot be read as .npz: %s" % exc)) from exc
-    if not hasattr(z, "files"):
-        raise ValueError(not_ckpt % (path, "a single .npy array, not an .npz archive"))
-    with z:
-        if _HEADER_KEY not in z.files:
-            raise ValueError(not_ckpt % (path, "an .npz without the %r header; it holds %s"
-                                         % (_HEADER_KEY, ", ".join(z.files[:8]) or "nothing")))
+    with open(path, "rb") as fh:  # closed on every path, also when the archive is unreadable
         try:
-            header = json.loads(str(z[_HEADER_KEY][()]))
+            z = backend.np.load(fh, allow_pickle=False)
         except Exception as exc:
-            raise ValueError(not_ckpt % (path, "unreadable header: %s" % exc)) from exc
-        if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(not_ckpt % (path, "header format is not %r" % CHECKPOINT_FORMAT))
-        version = header.get("version")
-        if not isinstance(version, int) or version > _CHECKPOINT_VERSION:
-            raise ValueError("load_checkpoint: %r has checkpoint version %r; this manualgrad "
-                             "reads version <= %d (upgrade manualgrad)"
-                             % (path, version, _CHECKPOINT_VERSION))
-        params = {}
-        for name, dt in zip(header["names"], header["dtypes"]):
-            key = _PARAM_PREFIX + name
-            if key not in z.files:
-                raise ValueError("load_checkpoint: %r is damaged: the header lists %r but the "
-                                 "archive has no entry %r" % (path, name, key))
+            raise ValueError(not_ckpt % (path, "cannot be read as .npz: %s" % exc)) from None
+        if not hasattr(z, "files"):
+            raise ValueError(not_ckpt % (path, "a single .npy array, not an .npz archive"))
+        with z:
+            params, meta = _read_checkpoint(z, path, not_ckpt)
+    return params, meta
+
+
+def _read_checkpoint(z, path, not_ckpt):
+    """The parameters and meta of the open .npz ``z`` (see :func:`load_checkpoint`)."""
+    if _HEADER_KEY not in z.files:
+        raise ValueError(not_ckpt % (path, "an .npz without the %r header; it holds %s"
+                                     % (_HEADER_KEY, ", ".join(z.files[:8]) or "nothing")))
+    try:
+        header = json.loads(str(z[_HEADER_KEY][()]))
+    except Exception as exc:
+        raise ValueError(not_ckpt % (path, "unreadable header: %s: %s"
+                                     % (type(exc).__name__, exc))) from None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(not_ckpt % (path, "header format is not %r" % CHECKPOINT_FORMAT))
+    version = header.get("version")
+    if not isinstance(version, int) or version > _CHECKPOINT_VERSION:
+        raise ValueError("load_checkpoint: %r has checkpoint version %r; this manualgrad "
+                         "reads version <= %d (upgrade manualgrad)"
+                         % (path, version, _CHECKPOINT_VERSION))
+    damaged = "load_checkpoint: %r is damaged: %s; save it again or use an earlier " \
+              "checkpoint"
+    names, dtypes = header.get("names"), header.get("dtypes")
+    if not (isinstance(names, list) and isinstance(dtypes, list)
+            and len(names) == len(dtypes)
+            and all(isinstance(x, str) for x in names + dtypes)):
+        raise ValueError(damaged % (path, "the header's names and dtypes are not two lists "
+                                    "of strings of one length"))
+    params = {}
+    for name, dt in zip(names, dtypes):
+        key = _PARAM_PREFIX + name
+        if key not in z.files:
+            raise ValueError("load_checkpoint: %r is damaged: the header lists %r but the "
+                             "archive has no entry %r" % (path, name, key))
+        try:   # a flipped byte: zipfile's BadZipFile (CRC), a garbled .npy header, ...
             host = z[key]
-            if host.dtype.str != dt:
-                raise ValueError("load_checkpoint: %r is damaged: %r has dtype %s, header says %s"
-                                 % (path, name, host.dtype.str, dt))
-            params[name] = backend.asarray(host, dtype=host.dtype)
+        except Exception as exc:
+            raise ValueError(damaged % (path, "entry %r cannot be read (%s: %s)"
+                                        % (key, type(exc).__name__, exc))) from None
+        if host.dtype.str != dt:
+            raise ValueError("load_checkpoint: %r is damaged: %r has dtype %s, header says %s"
+                             % (path, name, host.dtype.str, dt))
+        params[name] = backend.asarray(host, dtype=host.dtype)
     return params, header.get("meta", {})

@@ -98,7 +98,7 @@ def lin_params(W, p=2, l=1, seed=0):
     return P
 
 
-dims = st.integers(2, 6)
+dims = testing.sizes(6, min_value=2)
 seeds = testing.seeds()
 
 

@@ -277,6 +277,17 @@ def test_read_idx_errors(tmp_path):
         idx.read_idx(tmp_path / "nope")
 
 
+def test_read_idx_refuses_huge_header_dimensions_before_allocating(tmp_path):
+    """A corrupt header announcing 4.7e11 (or 4.5e20) bytes is a ValueError naming the file,
+    decided from the file's size before any buffer is allocated (not a MemoryError)."""
+    for dims in ((60000, 2800, 2800), (4000000000, 4000000000, 28)):
+        raw = bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims) + bytes(100)
+        with pytest.raises(ValueError, match=r"huge\.idx: truncated IDX file.*announces shape"):
+            idx.read_idx(_write(tmp_path / "huge.idx", raw))
+        with pytest.raises(ValueError, match=r"huge\.gz: truncated IDX file.*announces shape"):
+            idx.read_idx(_write(tmp_path / "huge.gz", raw, gz=True))
+
+
 @pytest.mark.parametrize("gz,dotted", [(False, False), (True, False), (False, True)])
 def test_load_mnist_reads_the_standard_names(tmp_path, gz, dotted):
     data = _mnist_folder(tmp_path / "mnist", gz=gz, dotted=dotted)

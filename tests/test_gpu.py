@@ -12,14 +12,14 @@ import pytest
 
 import gpu_cases
 
-from manualgrad import backend, coadjoint, gpu, rnn
+from manualgrad import backend, check, coadjoint, gpu, rnn
 from manualgrad.cells import lstm
 
 CUPY_OK, CUPY_WHY = backend.cupy_available()
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not CUPY_OK, reason="CuPy/GPU not available: " + CUPY_WHY)]
 
-TOL = {"float64": 1e-12, "float32": 1e-4}
+TOL = check.AGREEMENT  # GPU against the NumPy path, by dtype
 SHAPES = [(1, 1, 1, 1), (5, 3, 2, 7), (9, 19, 3, 37), (23, 70, 5, 48)]  # T, B, p, m
 HEADS = [("sigmoid", "bce", False), ("softmax", "cross_entropy", True), ("identity", "mse", False)]
 

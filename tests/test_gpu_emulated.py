@@ -14,7 +14,7 @@ import pytest
 
 import cuda_emulator
 import gpu_cases
-from manualgrad import activations, backend, coadjoint, gpu, rnn
+from manualgrad import activations, backend, check, coadjoint, gpu, rnn
 from manualgrad.cells import lstm
 
 OK, WHY = cuda_emulator.available()
@@ -24,7 +24,7 @@ pytestmark = [
                                              "NumPy's raw addresses"),
 ]
 
-TOL = {"float64": 1e-12, "float32": 1e-4}
+TOL = check.AGREEMENT  # the emulated kernels against the NumPy path, by dtype
 
 
 @pytest.fixture

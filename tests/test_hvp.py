@@ -13,7 +13,7 @@ from hypothesis import given, settings
 
 from manualgrad import activations, backend, check, rnn, testing
 
-TOL = 1e-6  # done-when: H v against differences of the gradient, float64
+TOL = check.SECOND_ORDER["float64"]  # done-when: H v against differences of the gradient
 EPS = float(np.finfo(np.float64).eps)
 
 

@@ -117,7 +117,7 @@ def test_adam_bad_hyperparameters_raise(kw, err, msg):
 
 def test_adam_step_checks_keys_shapes_and_state():
     P = {"w": np.ones(2)}
-    with pytest.raises(ValueError, match="grads keys"):
+    with pytest.raises(ValueError, match=r"adam_step: grads has keys \['v'\] but params has keys"):
         adam_step(P, {"v": np.ones(2)})
     with pytest.raises(ValueError, match=r"grads\['w'\] has shape \(3,\)"):
         adam_step(P, {"w": np.ones(3)})
@@ -125,7 +125,7 @@ def test_adam_step_checks_keys_shapes_and_state():
         adam_step([np.ones(2)], {"w": np.ones(2)})
     with pytest.raises(ValueError, match="state must be a mapping with keys"):
         adam_step(P, {"w": np.ones(2)}, {"m": {}})
-    with pytest.raises(ValueError, match=r"state\['m'\] keys"):
+    with pytest.raises(ValueError, match=r"state\['m'\] has keys"):
         adam_step(P, {"w": np.ones(2)}, adam_init({"x": np.ones(2)}))
     assert optim.adam_step is adam_step and "Adam" in optim.__all__
 
@@ -294,3 +294,94 @@ def test_fit_nan_stop_still_checkpoints_the_last_finite_params(tmp_path):
     Q, meta = train.load_checkpoint(path)
     assert np.array_equal(Q["w"], h.params["w"]) and np.allclose(Q["w"], -1.5)
     assert meta["epoch"] == 1 and "non-finite" in meta["stopped"]
+
+
+# ----------------------------------------------------- fit: generic optimizers, progress, checks
+
+
+class _Counting(SGD):
+    """SGD that reports per-epoch extras through the optional optimizer hooks of fit."""
+
+    def __init__(self, lr):
+        super().__init__(lr)
+        self.steps, self.log = 0, []
+
+    def step(self, params, grads):
+        self.steps += 1
+        return super().step(params, grads)
+
+    def begin_epoch(self):
+        self.log.append("begin")
+        self._mark = self.steps
+
+    def epoch_metrics(self):
+        self.log.append("metrics")
+        return {"my_steps": self.steps - self._mark, "my_total": self.steps}
+
+
+def test_fit_takes_extra_epoch_row_entries_from_any_optimizer_and_names_none():
+    import ast
+    import inspect
+    import textwrap
+
+    def grad_fn(P, u, y):
+        return 1.0, {"w": backend.asarray(np.ones(2))}
+    u, y = _toy_data(16)
+    opt = _Counting(0.1)
+    h = train.fit({"w": np.zeros(2)}, grad_fn, u, y, epochs=2, batch_size=4, optimizer=opt,
+                  clip=10.0, progress=False)
+    assert [list(r) for r in h.epochs[1:]] == [["epoch", "train_F", "clip_fired", "my_steps",
+                                               "my_total"]] * 2
+    assert h.column("my_steps") == [None, 4, 4] and h.column("my_total") == [None, 4, 8]
+    assert opt.log == ["begin", "metrics"] * 2
+    tree = ast.parse(textwrap.dedent(inspect.getsource(train.fit))).body[0]
+    code = ast.unparse(tree.body[1:])  # without the docstring, which may cite examples
+    for name in ("angle", "fw_", "FrankWolfe", "isinstance(optimizer"):
+        assert name not in code, name  # fit knows the optional hooks, no optimizer by name
+
+    class Bad(SGD):
+        def epoch_metrics(self):
+            return [1]
+    with pytest.raises(TypeError, match="epoch_metrics.. must return a mapping"):
+        train.fit({"w": np.zeros(2)}, grad_fn, u, y, epochs=1, batch_size=4, optimizer=Bad(0.1),
+                  progress=False)
+
+
+def test_fit_checks_its_arguments_before_any_work():
+    calls = []
+
+    def grad_fn(P, u, y):
+        calls.append(1)
+        return 1.0, {"w": backend.asarray(np.ones(2))}
+    u, y = _toy_data(16)
+    args = dict(epochs=1, batch_size=4, progress=False)
+    with pytest.raises(TypeError, match="fit: optimizer must have a step"):
+        train.fit({"w": np.zeros(2)}, grad_fn, u, y, optimizer=object(), **args)
+    with pytest.raises(TypeError, match="fit: grad_fn must be callable"):
+        train.fit({"w": np.zeros(2)}, "rnn", u, y, optimizer=SGD(0.1), **args)
+    with pytest.raises(TypeError, match="fit: evaluate must be None or callable"):
+        train.fit({"w": np.zeros(2)}, grad_fn, u, y, optimizer=SGD(0.1), evaluate=3, **args)
+    with pytest.raises(TypeError, match="fit: params must be a mapping"):
+        train.fit([np.zeros(2)], grad_fn, u, y, optimizer=SGD(0.1), **args)
+    with pytest.raises(ValueError, match=r"fit: y has 8 examples on axis 0 but u has 16"):
+        train.fit({"w": np.zeros(2)}, grad_fn, u, y[:8], optimizer=SGD(0.1), **args)
+    assert calls == []
+
+
+def test_fit_progress_redirected_is_a_few_lines_with_a_summary_per_phase(capsys):
+    def grad_fn(P, u, y):
+        return 0.25, {"w": backend.asarray(np.ones(2))}
+    u, y = _toy_data(1500)
+
+    def ev(P):
+        return {"test_error": 0.125}
+    for phase in ("phase-a", "phase-b"):
+        train.fit({"w": np.zeros(2)}, grad_fn, u, y, epochs=2, batch_size=1,
+                  optimizer=SGD(1e-6), evaluate=ev, desc=phase, progress=True)
+    err = capsys.readouterr().err
+    assert len(err) < 1500, (len(err), err[:3000])  # 6000 minibatches, no redraw for each
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 2, lines  # one summary line per phase
+    for phase, line in zip(("phase-a", "phase-b"), lines):
+        assert line.startswith(phase + ": 2/2 epochs, 3000 minibatches"), line
+        assert "F=0.25" in line and "error=0.125" in line, line

@@ -16,7 +16,8 @@ bytes, whatever their name).
 
 :func:`read_idx` reads one file into a host NumPy array; :func:`load_mnist` reads the four
 standard files from a folder. Errors name the file and say what was wrong: ``ValueError`` for a
-wrong magic number, an unknown element type, a truncated header or body, trailing bytes, a
+wrong magic number, an unknown element type, a truncated header or body (a header announcing
+more data than the file can hold is refused before anything is allocated), trailing bytes, a
 corrupt gzip stream, or image and label counts that disagree; ``FileNotFoundError`` (with where to
 get MNIST) for missing files.
 """
@@ -65,13 +66,28 @@ def _open(path):
     return open(path, "rb")
 
 
+_CHUNK = 1 << 24
+"""Bytes read at a time: a body is read in chunks, so memory follows what the file holds, not
+what its header claims."""
+
+GZIP_MAX_RATIO = 1032
+"""Deflate's largest expansion (about 1032 : 1): a gzip file of c bytes holds at most
+1032 c + 1032 bytes, whatever its header says."""
+
+
 def _read(f, n, path, what):
+    parts, left = [], n
     try:
-        data = f.read(n)
+        while left > 0:
+            part = f.read(min(left, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError("%s: corrupt gzip stream while reading the %s (%s)"
                          % (path, what, exc)) from None
-    return data
+    return b"".join(parts)
 
 
 def read_idx(path, expect_magic=None):
@@ -88,7 +104,9 @@ def read_idx(path, expect_magic=None):
     if not os.path.isfile(path):
         raise FileNotFoundError("IDX file not found: %s" % path)
     np = backend.np
+    size = os.path.getsize(path)
     with _open(path) as f:
+        gzipped = isinstance(f, gzip.GzipFile)
         head = _read(f, 4, path, "header")
         if len(head) < 4:
             raise ValueError("%s: truncated IDX header (%d of 4 magic-number bytes)"
@@ -117,6 +135,16 @@ def read_idx(path, expect_magic=None):
         for d in dims:
             count *= d
         nbytes = count * dtype.itemsize
+        # the header's sizes against the file's before allocating anything for the body: a
+        # corrupt header (60000 x 2800 x 2800) is a clear error, not a MemoryError
+        header = 4 + 4 * ndim
+        at_most = GZIP_MAX_RATIO * (size + 1) if gzipped else size - header
+        if nbytes > at_most:
+            raise ValueError("%s: truncated IDX file: the header announces shape %s (%d bytes of "
+                             "data) but %s; the header is corrupt or the file incomplete"
+                             % (path, dims, nbytes, "the gzip file of %d bytes can hold at most "
+                                "%d once decompressed" % (size, at_most) if gzipped else
+                                "only %d bytes follow it" % at_most))
         body = _read(f, nbytes + 1, path, "data")  # one byte more, to detect trailing bytes
     if len(body) < nbytes:
         raise ValueError("%s: truncated IDX file: the header announces shape %s (%d bytes of "

@@ -34,9 +34,20 @@ def long_time_gap(n=8000, T=50, p=5, informative_step=4, seed=0):
 def split(u, y, n_test):
     """Split time-major data along the example axis: the last ``n_test`` examples are the test set.
 
-    Returns ``(u_train, y_train), (u_test, y_test)``.
+    Returns ``(u_train, y_train), (u_test, y_test)``. ``u`` (T, n, ...) and ``y`` (n, ...) must
+    hold the same number n of examples (ValueError naming both counts otherwise).
     """
+    for name, a, ndim, shape in (("u", u, 2, "(T, n, ...), time-major"), ("y", y, 1, "(n, ...)")):
+        if not backend.is_array(a):
+            raise TypeError("split: %s must be an array of shape %s, got %s"
+                            % (name, shape, type(a).__name__))
+        if a.ndim < ndim:
+            raise ValueError("split: %s must be an array of shape %s, got shape %s"
+                             % (name, shape, tuple(a.shape)))
     n = u.shape[1]
+    if y.shape[0] != n:
+        raise ValueError("split: y has %d examples (axis 0) but u has %d (axis 1)"
+                         % (y.shape[0], n))
     n_test = positive_int(n_test, "n_test")
     if n_test >= n:
         raise ValueError("n_test must be smaller than the number of examples %d, got %d"

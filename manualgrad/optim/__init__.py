@@ -8,6 +8,13 @@
 
 Truncated BPTT is a gradient method, not an optimizer: it lives in :mod:`manualgrad.tbptt`,
 next to :mod:`manualgrad.bptt`.
+
+One protocol, what :func:`manualgrad.train.fit` relies on: ``opt.step(params, grads) -> params``;
+optionally ``eval_point(params)`` and ``steps_per_batch`` (where and how often the gradient is
+taken) and ``begin_epoch()`` / ``epoch_metrics() -> mapping`` (extra entries of each epoch row).
+One vocabulary of checks (:mod:`manualgrad._validate`, docs/conventions.md): every optimizer
+refuses bad hyperparameters at construction and, at each step, grads whose keys or shapes
+differ from params or that hold NaN or Inf (ValueError naming the array).
 """
 from . import frank_wolfe  # noqa: F401
 from .adam import Adam, adam_init, adam_step  # noqa: F401

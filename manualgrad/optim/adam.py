@@ -27,56 +27,23 @@ optimizer object holding the state, like :class:`~manualgrad.optim.sgd.SGD`::
 """
 from __future__ import annotations
 
-import math
-from numbers import Real
-
-from .. import backend
+from .. import _validate, backend
 
 __all__ = ["adam_init", "adam_step", "Adam"]
 
 
 def _check_hyper(where, lr, beta1, beta2, eps):
-    """Return the hyperparameters as floats; TypeError / ValueError naming the bad one."""
-    out = []
-    for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2), ("eps", eps)):
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError("%s: %s must be a real number, got %r" % (where, name, value))
-        out.append(float(value))
-    lr, beta1, beta2, eps = out
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError("%s: lr must be > 0 and finite, got %r" % (where, lr))
-    for name, b in (("beta1", beta1), ("beta2", beta2)):
-        if not (0.0 <= b < 1.0):
-            raise ValueError("%s: %s must satisfy 0 <= %s < 1, got %r" % (where, name, name, b))
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError("%s: eps must be > 0 and finite, got %r" % (where, eps))
-    return lr, beta1, beta2, eps
-
-
-def _check_mapping(where, what, mapping):
-    if not hasattr(mapping, "keys") or not hasattr(mapping, "items"):
-        raise TypeError("%s: %s must be a mapping {name: array}, got %s"
-                        % (where, what, type(mapping).__name__))
-    for name, a in mapping.items():
-        if not backend.is_array(a):
-            raise TypeError("%s: %s[%r] must be an array of the backend, got %s"
-                            % (where, what, name, type(a).__name__))
-
-
-def _check_same(where, what, params, other):
-    """``other`` (grads, state m or v) must have the keys and shapes of ``params``."""
-    if set(other) != set(params):
-        raise ValueError("%s: %s keys %s differ from params keys %s"
-                         % (where, what, sorted(other), sorted(params)))
-    for k in params:
-        if tuple(other[k].shape) != tuple(params[k].shape):
-            raise ValueError("%s: %s[%r] has shape %s but params[%r] has shape %s"
-                             % (where, what, k, tuple(other[k].shape), k, tuple(params[k].shape)))
+    """Return the hyperparameters as floats; TypeError / ValueError naming the bad one (the
+    vocabulary of :mod:`manualgrad._validate`, shared with SGD and Frank-Wolfe)."""
+    return (_validate.positive_real(lr, "lr", where),
+            _validate.unit_interval(beta1, "beta1", where),
+            _validate.unit_interval(beta2, "beta2", where),
+            _validate.positive_real(eps, "eps", where))
 
 
 def adam_init(params):
     """The initial state: ``{"m": zeros like params, "v": zeros like params, "t": 0}``."""
-    _check_mapping("adam_init", "params", params)
+    _validate.array_mapping(params, "params", "adam_init")
     zeros = {k: backend.array_module_of(p).zeros_like(p) for k, p in params.items()}
     return {"m": zeros, "v": {k: z.copy() for k, z in zeros.items()}, "t": 0}
 
@@ -90,8 +57,8 @@ def _check_state(where, params, state):
     if isinstance(t, bool) or not isinstance(t, int) or t < 0:
         raise ValueError("%s: state['t'] must be an integer >= 0, got %r" % (where, t))
     for what in ("m", "v"):
-        _check_mapping(where, "state[%r]" % what, state[what])
-        _check_same(where, "state[%r]" % what, params, state[what])
+        _validate.array_mapping(state[what], "state[%r]" % what, where)
+        _validate.same_layout(params, state[what], "state[%r]" % what, where)
 
 
 def adam_step(params, grads, state=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -99,7 +66,8 @@ def adam_step(params, grads, state=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
 
     Parameters
     ----------
-    params, grads : mappings name -> floating array, the same keys and shapes (grads = dF/dparams).
+    params, grads : mappings name -> floating array, the same keys and shapes (grads = dF/dparams);
+        a NaN or Inf gradient is a ValueError naming it (never a NaN parameter).
     state : ``{"m": mapping, "v": mapping, "t": int}`` from :func:`adam_init` or a previous call;
         None means :func:`adam_init(params) <adam_init>` (t = 0).
     lr : step size alpha > 0.   beta1, beta2 : decay rates in [0, 1).   eps : > 0.
@@ -107,11 +75,13 @@ def adam_step(params, grads, state=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     Returns new dicts; ``params``, ``grads`` and ``state`` are not modified. Arrays keep their
     dtype (float32 stays float32: the scalars are Python floats).
     """
-    where = "adam_step"
-    lr, beta1, beta2, eps = _check_hyper(where, lr, beta1, beta2, eps)
-    _check_mapping(where, "params", params)
-    _check_mapping(where, "grads", grads)
-    _check_same(where, "grads", params, grads)
+    lr, beta1, beta2, eps = _check_hyper("adam_step", lr, beta1, beta2, eps)
+    return _adam_step("adam_step", params, grads, state, lr, beta1, beta2, eps)
+
+
+def _adam_step(where, params, grads, state, lr, beta1, beta2, eps):
+    """:func:`adam_step` with checked hyperparameters; ``where`` names the caller in errors."""
+    _validate.gradients(params, grads, where)
     if state is None:
         state = adam_init(params)
     _check_state(where, params, state)
@@ -142,8 +112,8 @@ class Adam:
         self.state = None
 
     def step(self, params, grads):
-        params, self.state = adam_step(params, grads, self.state, self.lr, self.beta1,
-                                       self.beta2, self.eps)
+        params, self.state = _adam_step("Adam.step", params, grads, self.state, self.lr,
+                                        self.beta1, self.beta2, self.eps)
         return params
 
     def reset(self):

@@ -13,28 +13,15 @@ gradients near the float64 limit (1e200) neither overflow nor lose the result.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
-from .. import backend
+from .. import _validate, backend
 
 __all__ = ["clip_by_global_norm", "global_norm"]
 
 
 def _check_grads(grads):
-    if not hasattr(grads, "keys") or not hasattr(grads, "items"):
-        raise TypeError("grads must be a mapping {name: array}, got %s" % type(grads).__name__)
-    for name, g in grads.items():
-        if not backend.is_array(g):
-            raise TypeError("grads[%r] must be an array of the backend, got %s"
-                            % (name, type(g).__name__))
-        if g.dtype.kind != "f":
-            raise TypeError("grads[%r] must be a floating-point array, got dtype %s"
-                            % (name, g.dtype))
-        xp = backend.array_module_of(g)
-        if g.size and not bool(xp.isfinite(g).all()):
-            raise ValueError("grads[%r] contains %d non-finite value(s) (NaN or Inf): clipping "
-                             "cannot recover a direction from them"
-                             % (name, int((~xp.isfinite(g)).sum())))
+    _validate.array_mapping(grads, "grads", floating=True, finite=True,
+                            why="clipping cannot recover a direction from them")
 
 
 def global_norm(grads):
@@ -65,11 +52,7 @@ def clip_by_global_norm(grads, max_norm):
     ``fired`` whether ``norm > max_norm``. Zero gradients have norm 0, never fire and are returned
     untouched; the result is never NaN (non-finite gradients raise ``ValueError``).
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, Real):
-        raise TypeError("max_norm must be a real number > 0, got %r" % (max_norm,))
-    max_norm = float(max_norm)
-    if not max_norm > 0:
-        raise ValueError("max_norm must be > 0, got %r" % (max_norm,))
+    max_norm = _validate.positive_real(max_norm, "max_norm", finite=False)
     norm = global_norm(grads)
     if not norm > max_norm:
         return dict(grads), norm, False

@@ -48,9 +48,9 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from .. import backend
+from .. import _validate, backend
 from .._validate import integer as _integer, number as _number
-from .adam import _check_hyper, adam_step
+from .adam import _adam_step, _check_hyper
 from .clip import global_norm
 
 __all__ = ["lmo", "lmo_params", "dual_exponent", "norm", "FrankWolfe", "step_decay", "angle"]
@@ -79,34 +79,15 @@ def _order(p, name="p"):
     return p
 
 
-def _radius(delta, name="delta"):
-    if isinstance(delta, bool) or not isinstance(delta, Real):
-        raise TypeError("%s must be a real number > 0 (the radius of the ball), got %r"
-                        % (name, delta))
-    delta = float(delta)
-    if not (delta > 0 and math.isfinite(delta)):
-        raise ValueError("%s must be > 0 and finite (the radius of the ball), got %r"
-                         % (name, delta))
-    return delta
+def _radius(delta, name="delta", where=None):
+    return _validate.positive_real(delta, name, where, role="the radius of the ball")
+
+
+_NO_DIRECTION = "the LMO has no direction to give"
 
 
 def _grad(g, name):
-    if not backend.is_array(g):
-        raise TypeError("%s must be an array of the backend, got %s" % (name, type(g).__name__))
-    if g.dtype.kind != "f":
-        raise TypeError("%s must be a floating-point array, got dtype %s" % (name, g.dtype))
-    xp = backend.array_module_of(g)
-    if g.size and not bool(xp.isfinite(g).all()):
-        raise ValueError("%s contains %d non-finite value(s) (NaN or Inf): the LMO has no "
-                         "direction to give" % (name, int((~xp.isfinite(g)).sum())))
-    return g
-
-
-def _mapping(m, what, where):
-    if not hasattr(m, "keys") or not hasattr(m, "items"):
-        raise TypeError("%s: %s must be a mapping {name: array}, got %s"
-                        % (where, what, type(m).__name__))
-    return m
+    return _validate.backend_array(g, name, floating=True, finite=True, why=_NO_DIRECTION)
 
 
 def dual_exponent(p):
@@ -196,9 +177,15 @@ def lmo_params(grads, p=2, delta=1.0, per_tensor=True):
     ||s||_p = delta over all entries together and <s, g> = -delta ||g||_q.
     """
     p, delta = _order(p), _radius(delta)
-    _mapping(grads, "grads", "lmo_params")
+    _validate.array_mapping(grads, "grads", "lmo_params", floating=True, finite=True,
+                            why=_NO_DIRECTION)
+    return _lmo_params(grads, p, delta, per_tensor)
+
+
+def _lmo_params(grads, p, delta, per_tensor):
+    """:func:`lmo_params` on checked arguments."""
     names = list(grads)
-    gs = [_grad(grads[n], "grads[%r]" % (n,)) for n in names]
+    gs = [grads[n] for n in names]
     if per_tensor:
         return {n: _lmo_group([g], p, delta)[0] for n, g in zip(names, gs)}
     return dict(zip(names, _lmo_group(gs, p, delta)))
@@ -271,25 +258,21 @@ class FrankWolfe:
     Diagnostic (FW Assumption A5): after each outer step, :attr:`angles` gets the angle in
     degrees between Delta_K and -g_1, the negative gradient at omega (the first inner step's
     gradient, whose point is omega + Delta_0 = omega), both as whole vectors.
+    :meth:`begin_epoch` / :meth:`epoch_metrics` (the optional hooks ``fit`` calls on any
+    optimizer) put their mean, standard deviation and number per epoch into the epoch rows.
     """
 
     def __init__(self, delta, eta=None, K=1, p=2, per_tensor=True, outer="sgd",
                  minibatch="successive", schedule=None, beta1=0.9, beta2=0.999, eps=1e-8):
         where = "FrankWolfe"
-        self.delta = _radius(delta, "delta")
+        self.delta = _radius(delta, "delta", where)
         if outer not in OUTERS:
             raise ValueError("%s: outer must be one of %s, got %r" % (where, ", ".join(OUTERS),
                                                                       outer))
         self.outer = outer
         if eta is None:
             eta = 1.0 if outer == "sgd" else 1e-3
-        if isinstance(eta, bool) or not isinstance(eta, Real):
-            raise TypeError("%s: eta must be a real number > 0 (the outer step), got %r"
-                            % (where, eta))
-        if not (float(eta) > 0 and math.isfinite(float(eta))):
-            raise ValueError("%s: eta must be > 0 and finite (the outer step), got %r"
-                             % (where, eta))
-        self.eta = float(eta)
+        self.eta = _validate.positive_real(eta, "eta", where, role="the outer step")
         if isinstance(K, bool) or not isinstance(K, int):
             raise TypeError("%s: K must be an integer >= 1 (inner steps), got %r" % (where, K))
         if K < 1:
@@ -319,6 +302,7 @@ class FrankWolfe:
         self._g1 = None          # gradient at omega (first inner step), for the angle
         self.adam_state = None
         self.angles = []
+        self._epoch_start = 0    # len(angles) when the current epoch began (begin_epoch)
 
     @property
     def steps_per_batch(self):
@@ -350,20 +334,11 @@ class FrankWolfe:
     # -------------------------------------------------------------------- the protocol
     def eval_point(self, params):
         """Where the next gradient must be taken: omega + Delta_{k-1} (omega itself at k = 1)."""
-        _mapping(params, "params", "FrankWolfe.eval_point")
+        _validate.array_mapping(params, "params", "FrankWolfe.eval_point")
         if self.Delta is None:
             return dict(params)
-        self._check_keys(params, self.Delta, "the pending Delta")
+        _validate.same_layout(params, self.Delta, "the pending Delta", "FrankWolfe.eval_point")
         return {n: params[n] + self.Delta[n] for n in params}
-
-    def _check_keys(self, params, other, what):
-        if set(other) != set(params):
-            raise ValueError("FrankWolfe: %s has keys %s but params has %s"
-                             % (what, sorted(other), sorted(params)))
-        for n in params:
-            if tuple(other[n].shape) != tuple(params[n].shape):
-                raise ValueError("FrankWolfe: %s[%r] has shape %s but params[%r] has shape %s"
-                                 % (what, n, tuple(other[n].shape), n, tuple(params[n].shape)))
 
     def step(self, params, grads):
         """One inner step with ``grads`` = grad F at :meth:`eval_point` ``(params)``.
@@ -372,11 +347,9 @@ class FrankWolfe:
         at k = K the outer update (Alg. 1) is applied and returned, and the inner loop
         restarts. Before that, ``params`` (omega) is returned unchanged.
         """
-        _mapping(params, "params", "FrankWolfe.step")
-        _mapping(grads, "grads", "FrankWolfe.step")
-        self._check_keys(params, grads, "grads")
+        _validate.gradients(params, grads, "FrankWolfe.step", why=_NO_DIRECTION)
         delta_t = self.delta_t
-        s = lmo_params(grads, self.p, delta_t, self.per_tensor)
+        s = _lmo_params(grads, self.p, delta_t, self.per_tensor)
         k = self.k + 1
         if k == 1:                                  # Delta_1 = 0 + s_1
             self.Delta, self._g1 = s, dict(grads)
@@ -396,11 +369,29 @@ class FrankWolfe:
             new = {n: params[n] + eta_t * D[n] for n in params}
         else:
             pseudo = {n: D[n] * (-1.0 / delta_t) for n in params}
-            new, self.adam_state = adam_step(params, pseudo, self.adam_state, lr=eta_t,
-                                             beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+            lr = _validate.positive_real(eta_t, "eta_t", "FrankWolfe")
+            new, self.adam_state = _adam_step("FrankWolfe (Adam outer step)", params, pseudo,
+                                              self.adam_state, lr, self.beta1, self.beta2,
+                                              self.eps)
         self.t += 1
         self.k, self.Delta, self._g1 = 0, None, None
         return new
+
+    # -------------------------------------------------------------------- per-epoch rows
+    def begin_epoch(self):
+        """Mark the start of an epoch (called by :func:`~manualgrad.train.fit`)."""
+        self._epoch_start = len(self.angles)
+
+    def epoch_metrics(self):
+        """The epoch row's Frank-Wolfe entries (FW Assumption A5), over the outer steps since
+        :meth:`begin_epoch`: ``fw_angle_mean`` and ``fw_angle_std`` of :attr:`angles` in
+        degrees (NaN entries left out; NaN if none) and ``fw_outer_steps``, their number."""
+        new = [a for a in self.angles[self._epoch_start:] if not math.isnan(a)]
+        m = sum(new) / len(new) if new else float("nan")
+        return {"fw_angle_mean": m,
+                "fw_angle_std": (math.sqrt(sum((a - m) ** 2 for a in new) / len(new))
+                                 if new else float("nan")),
+                "fw_outer_steps": len(self.angles) - self._epoch_start}
 
     def outer_step(self, params, oracle):
         """One whole outer step of Alg. 1: K inner steps with ``oracle(point) -> grads`` (a

@@ -1,27 +1,36 @@
-"""Plain stochastic gradient descent: theta <- theta - lr * dF/dtheta, on parameter mappings."""
+"""Plain stochastic gradient descent: theta <- theta - lr * dF/dtheta, on parameter mappings.
+
+Checked like :mod:`~manualgrad.optim.adam` (one vocabulary, :mod:`manualgrad._validate`): lr a
+finite real > 0; params and grads mappings of backend arrays with the same keys and shapes;
+grads floating and finite (a NaN or Inf gradient is a ValueError naming it, never a NaN
+parameter).
+"""
 from __future__ import annotations
+
+from .. import _validate
 
 __all__ = ["sgd_step", "SGD"]
 
 
-def sgd_step(params, grads, lr):
-    """One SGD step. Returns a new mapping; ``params`` is not modified. Keys must match."""
-    if set(params) != set(grads):
-        raise ValueError("sgd_step: grads keys %s differ from params keys %s"
-                         % (sorted(grads), sorted(params)))
+def _sgd_step(where, params, grads, lr):
+    _validate.gradients(params, grads, where)
     return {k: params[k] - lr * grads[k] for k in params}
 
 
+def sgd_step(params, grads, lr):
+    """One SGD step. Returns a new mapping; ``params`` is not modified. Keys, shapes must match."""
+    lr = _validate.positive_real(lr, "lr", "sgd_step")
+    return _sgd_step("sgd_step", params, grads, lr)
+
+
 class SGD:
-    """SGD with a fixed learning rate, as an optimizer object: ``params = opt.step(params, grads)``."""
+    """SGD with a fixed learning rate, an optimizer object: ``params = opt.step(params, grads)``."""
 
     def __init__(self, lr=0.1):
-        if not (lr > 0):
-            raise ValueError("SGD: lr must be > 0, got %r" % (lr,))
-        self.lr = float(lr)
+        self.lr = _validate.positive_real(lr, "lr", "SGD")
 
     def step(self, params, grads):
-        return sgd_step(params, grads, self.lr)
+        return _sgd_step("SGD.step", params, grads, self.lr)
 
     def __repr__(self):
         return "SGD(lr=%g)" % self.lr
