@@ -2,7 +2,8 @@
 
     manualgrad run --list            the registered experiments, one line each
     manualgrad run NAME [options]    run one (NAME --help: its options; --quick: a short setting);
-                                     writes OUT/results.json (a record) and figures
+                                     writes OUT/results.json (a record) and figures; refuses an
+                                     OUT that already holds a record unless --overwrite
     manualgrad report RESULTS... [--out FOLDER] [--metric NAME]
                                      figures and tables over seeds from saved records
     manualgrad study ltg [--quick]   an experiment over seeds x settings, in parallel processes
@@ -12,9 +13,35 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from . import __version__, backend
+
+
+_ROLE = re.compile(r":(?:[a-z]+:)+`(~?)([^`<]*?)\s*(?:<([^`>]*)>)?`")
+
+
+def plain(text):
+    """``text`` (a docstring) without reStructuredText markup, for a terminal: Sphinx roles
+    (``:func:`name```, ``:class:`~a.b.C``` -> ``C``) become their target, double backticks go,
+    and a literal block's ``::`` becomes ``:``."""
+    def role(m):
+        target = m.group(3) or m.group(2)
+        return target.rsplit(".", 1)[-1] if m.group(1) else (m.group(2) or target)
+    text = _ROLE.sub(role, text).replace("``", "")
+    return re.sub(r"(\S)::$", r"\1:", text, flags=re.M)      # a literal block's "::"
+
+
+class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as plain text: the description keeps its lines, and :func:`plain` strips the
+    markup of the docstrings and option helps."""
+
+    def _fill_text(self, text, width, indent):
+        return super()._fill_text(plain(text), width, indent)
+
+    def _expand_help(self, action):
+        return plain(super()._expand_help(action))
 
 
 def _summary(mod):
@@ -29,11 +56,11 @@ def experiment_settings(name, mod, argv):
     The module's ``add_arguments`` defines the options; ``--quick`` (added here when the module
     does not define it) makes the module's ``QUICK`` overrides the defaults, so options given
     explicitly still win (``--quick --seed 3``). ``quick`` itself reaches ``run`` only when it
-    is one of the module's ``DEFAULTS``.
+    is one of the module's ``DEFAULTS``; ``overwrite`` only when ``--overwrite`` is given.
     """
     sub = argparse.ArgumentParser(prog="manualgrad run %s" % name,
                                   description=(mod.__doc__ or "").strip(),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  formatter_class=PlainHelpFormatter)
     mod.add_arguments(sub)
     try:
         sub.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
@@ -53,8 +80,14 @@ def experiment_settings(name, mod, argv):
     return settings
 
 
-def _cmd_run(args, parsers):
+HELP = ("-h", "--help")
+
+
+def _cmd_run(args, parser):
     from .experiments import REGISTRY
+    if not args.name and not args.list and any(a in HELP for a in args.rest):
+        parser.print_help()
+        return 0
     if args.list or not args.name:
         width = max([len(n) for n in REGISTRY] + [8])
         for name, mod in REGISTRY.items():
@@ -74,7 +107,8 @@ def _cmd_report(args):
 def _cmd_study(args):
     from .experiments.study import STUDIES
     add_arguments, settings_from_args, run = STUDIES[args.name]
-    sub = argparse.ArgumentParser(prog="manualgrad study %s" % args.name)
+    sub = argparse.ArgumentParser(prog="manualgrad study %s" % args.name,
+                                  formatter_class=PlainHelpFormatter)
     add_arguments(sub)
     run(**settings_from_args(sub.parse_args(args.rest)))
     return 0
@@ -119,14 +153,22 @@ def main(argv=None):
                         help="array backend (default: $MANUALGRAD_BACKEND or numpy)")
     parser.add_argument("--dtype", choices=backend.DTYPES, default=None)
     sub = parser.add_subparsers(dest="command")
-    p_run = sub.add_parser("run", help="run a registered experiment", add_help=False)
+    p_run = sub.add_parser("run", help="run a registered experiment", add_help=False,
+                           usage="manualgrad run [--list | NAME [options]]",
+                           description="Run a registered experiment (--list: their names). "
+                           "'manualgrad run NAME --help' lists NAME's options; --quick runs "
+                           "its short setting; --overwrite lets it replace a record already "
+                           "in --out.")
     p_run.add_argument("name", nargs="?", help="experiment name (see --list)")
     p_run.add_argument("--list", action="store_true", help="list the experiments")
-    p_run.add_argument("rest", nargs=argparse.REMAINDER)
+    p_run.add_argument("rest", nargs=argparse.REMAINDER, help="the experiment's options")
     p_study = sub.add_parser("study", help="run an experiment over a grid of settings and seeds",
-                             add_help=False)
+                             add_help=False, usage="manualgrad study NAME [options]",
+                             description="Run an experiment over a grid of settings and seeds "
+                             "in parallel processes. 'manualgrad study NAME --help' lists "
+                             "NAME's options.")
     p_study.add_argument("name", nargs="?", help="study name: ltg")
-    p_study.add_argument("rest", nargs=argparse.REMAINDER)
+    p_study.add_argument("rest", nargs=argparse.REMAINDER, help="the study's options")
     p_report = sub.add_parser("report", help="figures and tables over seeds from saved results "
                                          "records", description="Read results records (files, "
                                          "or folders searched recursively), group them by "
@@ -141,8 +183,8 @@ def main(argv=None):
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         args.rest = extra + list(args.rest or [])
-        if args.name in ("-h", "--help"):
-            args.name, args.list = None, True
+        if args.name in HELP:
+            args.name, args.rest = None, [args.name] + args.rest
     elif args.command == "study":
         args.rest = extra + list(args.rest or [])
     elif extra:
@@ -155,11 +197,14 @@ def main(argv=None):
             if args.name and args.name not in REGISTRY:
                 parser.error("unknown experiment %r: valid names are %s (see 'manualgrad run "
                              "--list')" % (args.name, ", ".join(REGISTRY)))
-            return _cmd_run(args, None)
+            return _cmd_run(args, p_run)
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "study":
             from .experiments.study import STUDIES
+            if args.name in HELP or (not args.name and any(a in HELP for a in args.rest)):
+                p_study.print_help()
+                return 0
             if args.name not in STUDIES:
                 parser.error("study: give a study name, one of %s (then --help for its options)"
                              % ", ".join(STUDIES))

@@ -47,8 +47,8 @@ from . import backend, gpu, rnn
 from ._validate import float_array
 
 __all__ = ["Penalty", "PENALTIES", "get_penalty", "penalty_names", "Coadjoint", "sweep",
-           "loss_and_grad", "loss", "adjoint_norms_from_lam", "PenaltyFloorWarning",
-           "AdjointUnderflowWarning", "DEFAULT_LOG_FLOOR"]
+           "loss_and_grad", "loss", "adjoint_norms_from_lam", "coadjoint_grad_fn",
+           "PenaltyFloorWarning", "AdjointUnderflowWarning", "DEFAULT_LOG_FLOOR"]
 
 DEFAULT_LOG_FLOOR = 1e-30
 """Floor f on ||lambda_k||^2 inside log(.) (G20, G23): log(max(||lambda||^2, f)); the derivative
@@ -517,3 +517,22 @@ def adjoint_norms_from_lam(lam):
     lam = float_array(lam, "lam", ndim=3, axes=("T", "B", "m"), finite=False)
     return _norms(lam)
 
+
+def coadjoint_grad_fn(G, alpha, G_seen, failure, **kw):
+    """The gradient of F + alpha G (:func:`loss_and_grad`) as a training loop wants it,
+    ``(P, u, y) -> (F, grads)``.
+
+    Each minibatch's G is appended to the list ``G_seen``; a FloatingPointError of the
+    coadjoint sweep is appended (as text) to the list ``failure`` and returns a NaN loss and no
+    gradients, so :func:`manualgrad.train.fit` stops cleanly. ``kw``: the model options of
+    :func:`loss_and_grad` (activation, output, loss, ...).
+    """
+    def grad_fn(P, u, y):
+        try:
+            F, Gb, grads = loss_and_grad(P, u, y, G=G, alpha=alpha, **kw)
+        except FloatingPointError as exc:
+            failure.append(str(exc))
+            return float("nan"), {}
+        G_seen.append(float(Gb))
+        return F, grads
+    return grad_fn

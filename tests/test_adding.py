@@ -99,6 +99,9 @@ def test_experiment_settings_and_quick(tmp_path):
     ns = vars(p.parse_args(["--optimizer", "tbptt_fw", "--fw-p", "inf", "--fw-per-tensor",
                             "false", "--quick"]))
     assert ns["fw_p"] == float("inf") and ns["fw_per_tensor"] is False and ns["quick"]
+    # the one FW spelling of every FW experiment; --fw-per-tensor BOOL (the old one) still works
+    assert vars(p.parse_args(["--fw-whole-vector"]))["fw_per_tensor"] is False
+    assert vars(p.parse_args([]))["fw_per_tensor"] is True
     assert set(ns) - {"quick"} == set(adding.DEFAULTS)
     ns.update(adding.TINY, progress=False, out=str(tmp_path))
     rec = adding.run(verbose=False, **ns)

@@ -8,7 +8,7 @@ import pytest
 
 from manualgrad import backend, rnn
 from manualgrad.data import transforms
-from manualgrad.experiments import fwseq, record
+from manualgrad.experiments import fwseq, methods, record
 from manualgrad import tbptt
 from manualgrad.optim import FrankWolfe
 from manualgrad.optim.adam import Adam
@@ -33,7 +33,7 @@ def test_tiny_run_writes_results_figures_and_rows(tmp_path):
         assert all(np.isfinite(r["train_F"]) for r in rows[1:])
         sm = back["summary"][label]
         assert sm["test_acc"] == rows[-1]["test_acc"] and sm["epochs"] == fwseq.TINY["epochs"]
-        fw = fwseq.METHOD_SPECS[run["method"]]["opt"] == "fw"
+        fw = methods.METHOD_SPECS[run["method"]]["opt"] == "fw"
         assert all(("fw_angle_mean" in r) == fw for r in rows[1:])
     # outer steps per epoch: 3 minibatches -> 3 for K = 1; K = 5 completes an outer step every
     # 5 minibatches, so 0 in epoch 1 (3 pending) and 1 in epoch 2 (steps 4, 5)
@@ -74,7 +74,7 @@ def test_permutation_is_fixed_across_seeds_data_seeds_and_methods():
 def test_methods_get_their_optimizer_gradient_and_learning_rate():
     s = fwseq.check_settings(lr_sgd=0.5, lr_adam=2e-3, lr_fw1=3e-4, lr_fw5=7e-3, lr_tbptt=4e-4,
                              lr_tbptt_fw=6e-4, fw_K=3)
-    opt = {m: fwseq.make_optimizer(m, s) for m in fwseq.METHODS}
+    opt = {m: methods.spec_optimizer(m, s) for m in fwseq.METHODS}
     assert isinstance(opt["sgd"], SGD) and isinstance(opt["adam"], Adam)
     assert isinstance(opt["tbptt"], Adam)
     assert (opt["fw1"].K, opt["fw1"].eta, opt["fw1"].outer) == (1, 3e-4, "adam")
@@ -90,8 +90,8 @@ def test_methods_get_their_optimizer_gradient_and_learning_rate():
     F_full, g_full = rnn.loss_and_grad(P, u, y, **fwseq.KW)
     F_tr, g_tr = tbptt.loss_and_grad(P, u, y, 16, 16, **fwseq.KW)
     for m in fwseq.METHODS:
-        F, g = fwseq.make_grad_fn(m, s, model)(P, u, y)
-        want = g_tr if fwseq.METHOD_SPECS[m]["truncated"] else g_full
+        F, g = methods.make_grad_fn(m, s, model)(P, u, y)
+        want = g_tr if methods.METHOD_SPECS[m]["truncated"] else g_full
         assert all(np.allclose(g[k], want[k], rtol=1e-12, atol=1e-14) for k in P), m
     assert not np.allclose(g_tr["W_rec"], g_full["W_rec"])
 
@@ -101,8 +101,8 @@ def test_evaluate_classifier_in_chunks_matches_one_pass():
     u = backend.asarray(rng.standard_normal((7, 23, 2)))
     y = backend.asarray(rng.integers(0, 3, 23), dtype="int64")
     P = rnn.init_params(2, 5, 3, seed=4)
-    one = fwseq.evaluate_classifier(P, u, y, chunk=1000, activation="tanh")
-    parts = fwseq.evaluate_classifier(P, u, y, chunk=4, activation="tanh")
+    one = methods.evaluate_classifier(P, u, y, chunk=1000, activation="tanh")
+    parts = methods.evaluate_classifier(P, u, y, chunk=4, activation="tanh")
     assert one["test_F"] == pytest.approx(float(rnn.loss(P, u, y, **fwseq.KW)), rel=1e-12)
     assert parts["test_F"] == pytest.approx(one["test_F"], rel=1e-12)
     yhat = backend.to_numpy(rnn.forward(P, u, activation="tanh", output="softmax").yhat)
@@ -120,9 +120,9 @@ def test_holdout_validation_and_subsets():
     # every class is in the validation split, in about the asked share
     counts = np.bincount(backend.to_numpy(va[1]), minlength=10)
     assert counts.min() > 0 and abs(va[1].shape[0] / 1347 - 0.2) < 0.01
-    u, y = fwseq.subsample(tr_full, 100, seed=3)
+    u, y = methods.subsample(tr_full, 100, seed=3)
     assert u.shape == (64, 100, 1) and y.shape == (100,)
-    assert fwseq.subsample(tr_full, 5000, seed=3)[0] is tr_full[0]
+    assert methods.subsample(tr_full, 5000, seed=3)[0] is tr_full[0]
 
 
 def test_settings_validation_names_the_setting():

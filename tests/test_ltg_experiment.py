@@ -8,7 +8,7 @@ import json
 import pytest
 
 from manualgrad import cli
-from manualgrad.experiments import ltg, study
+from manualgrad.experiments import ltg, study, threads
 
 TINY = dict(n=120, n_test=40, T=8, hidden=5, epochs=2, progress=False)
 STUDY_TINY = dict(seeds=(0, 1), alphas=(0.1, 1.0), scales=("fan_in",), hidden=(5,), n=120,
@@ -155,10 +155,42 @@ def test_quick_grid_is_what_the_docs_say():
 
 
 def test_blas_thread_limit_is_a_context_and_restores():
-    with ltg.blas_threads(1):
-        pass
-    with ltg.blas_threads(None):
-        pass
+    """Read the limit back through threadpoolctl: 1 inside, the previous limit after (also after
+    an exception); None leaves it alone."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def limits():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    if not limits():
+        pytest.skip("threadpoolctl finds no BLAS in this process")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = limits()
+        with threads.blas_threads(1):
+            assert set(limits()) == {1}
+        assert limits() == before
+        with pytest.raises(RuntimeError):
+            with threads.blas_threads(1):
+                raise RuntimeError("inside")
+        assert limits() == before
+        with threads.blas_threads(None):
+            assert limits() == before
+
+
+def test_blas_thread_limit_restores_through_openblas_without_threadpoolctl(monkeypatch):
+    """The fallback: OpenBLAS's own set/get functions; the old count is set back on exit."""
+    calls, current = [], [4]
+
+    def setter(n):
+        calls.append(n)
+        current[0] = n
+
+    monkeypatch.setattr(threads, "_threadpool_limits", lambda: None)
+    monkeypatch.setattr(threads, "_openblas_handles", lambda: [(setter, lambda: current[0])])
+    with threads.blas_threads(1):
+        assert current[0] == 1
+    assert calls == [1, 4] and current[0] == 4
 
 
 def test_adjoints_of_a_scalar_head_are_proportional_to_the_residual():
@@ -200,3 +232,25 @@ def test_quick_study_from_the_cli_finishes_and_writes_its_outputs(tmp_path, caps
     rec = json.loads((out / "study.json").read_text())
     assert len(rec["cells"]) >= 12
     assert (out / "study.csv").stat().st_size > 100
+
+
+def test_coadjoint_grad_fn_collects_G_and_turns_a_sweep_failure_into_a_nan_loss(monkeypatch):
+    """``manualgrad.coadjoint.coadjoint_grad_fn`` (what ltg, table2, imdb and lecture 02 train
+    with): the gradient of F + alpha G, each minibatch's G kept, a FloatingPointError noted."""
+    import numpy as np
+    from manualgrad import coadjoint, data, rnn
+    u, y = data.long_time_gap(n=6, T=5, seed=1)
+    P = rnn.init_params(5, 3, 1, seed=0)
+    G_seen, failure = [], []
+    fn = coadjoint.coadjoint_grad_fn("G23", 0.1, G_seen, failure, **ltg.KW)
+    F, grads = fn(P, u, y)
+    F_ref, G_ref, g_ref = coadjoint.loss_and_grad(P, u, y, G="G23", alpha=0.1, **ltg.KW)
+    assert F == F_ref and G_seen == [float(G_ref)] and not failure
+    for k in g_ref:
+        np.testing.assert_array_equal(grads[k], g_ref[k])
+
+    def boom(*a, **k):
+        raise FloatingPointError("sweep overflowed")
+    monkeypatch.setattr(coadjoint, "loss_and_grad", boom)
+    F, grads = fn(P, u, y)
+    assert F != F and grads == {} and failure == ["sweep overflowed"] and len(G_seen) == 1

@@ -39,12 +39,14 @@ from .. import backend, rnn, train
 from ..data.adding import TRIVIAL_MSE, adding_task
 from .. import tbptt
 from ..optim.adam import Adam
-from ..optim.frank_wolfe import MINIBATCHES, OUTERS, FrankWolfe, step_decay
 from ..optim.sgd import SGD
-from .._validate import integer as _integer, number as _number
+from .._validate import number as _number
 from . import record as _record
-from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick, boolean, selection
+from .methods import add_iterations, frank_wolfe
+from .options import FW_DEFAULTS, add_fw_arguments, add_options, add_run_arguments, \
+    check_fw_settings, check_integers, check_run_settings, complete, selection, start_run
+from .plots import save_figure
+from .threads import blas_threads
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "ALL", "KW", "add_arguments",
            "check_settings", "make_data", "make_optimizer", "train_method", "plot_test_mse",
@@ -62,10 +64,8 @@ KW = dict(activation="tanh", output="identity", loss="mse")
 
 DEFAULTS = dict(optimizer="all", T=100, n_train=10000, n_test=1000, hidden=64, batch_size=50,
                 epochs=25, lr_sgd=0.01, lr_sgd_clip=0.1, clip_sgd=1.0, lr_adam=1e-3, clip=None,
-                fw_delta=1e-3, fw_eta=None, fw_K=1, fw_p=2.0, fw_per_tensor=True,
-                fw_outer="adam", fw_minibatch="successive", fw_decay=1.0, fw_decay_every=1000,
-                tbptt_k1=None, tbptt_k2=None, scale=None, seed=0, data_seed=1234,
-                out="results/adding", progress=True, blas_threads=1)
+                fw_eta=None, **FW_DEFAULTS, tbptt_k1=None, tbptt_k2=None, scale=None, seed=0,
+                data_seed=1234, out="results/adding", progress=True, blas_threads=1)
 """``fw_eta=None``: the outer step's default, ``lr_adam`` for ``fw_outer="adam"`` (Adam's
 learning rate) and 1.0 for ``"sgd"``. ``fw_decay``/``fw_decay_every``: eta and delta are
 multiplied by fw_decay every fw_decay_every outer steps (1.0: no decay).
@@ -92,39 +92,22 @@ def methods_of(optimizer):
 def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); a new dict with every key of
     :data:`DEFAULTS`, ``fw_eta``, ``tbptt_k1`` and ``tbptt_k2`` filled in."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown adding setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "adding")
     methods_of(s["optimizer"])
-    for k, lo in (("T", 2), ("n_train", 1), ("n_test", 1), ("hidden", 1), ("batch_size", 1),
-                  ("epochs", 0), ("fw_K", 1), ("fw_decay_every", 1), ("seed", 0),
-                  ("data_seed", 0)):
-        s[k] = _integer(s[k], k, lo)
-    for k in ("lr_sgd", "lr_sgd_clip", "clip_sgd", "lr_adam", "fw_delta", "fw_decay"):
+    check_integers(s, (("T", 2), ("n_train", 1), ("n_test", 1), ("hidden", 1),
+                       ("batch_size", 1), ("epochs", 0), ("seed", 0), ("data_seed", 0)))
+    for k in ("lr_sgd", "lr_sgd_clip", "clip_sgd", "lr_adam"):
         s[k] = _number(s[k], k, positive=True)
     s["fw_eta"] = _number(s["fw_eta"], "fw_eta", positive=True, allow_none=True)
-    if s["fw_outer"] not in OUTERS:
-        raise ValueError("fw_outer must be one of %s, got %r" % (", ".join(OUTERS), s["fw_outer"]))
-    if s["fw_minibatch"] not in MINIBATCHES:
-        raise ValueError("fw_minibatch must be one of %s, got %r"
-                         % (", ".join(MINIBATCHES), s["fw_minibatch"]))
+    check_fw_settings(s)
     if s["fw_eta"] is None:
         s["fw_eta"] = s["lr_adam"] if s["fw_outer"] == "adam" else 1.0
-    FrankWolfe(s["fw_delta"], s["fw_eta"], s["fw_K"], s["fw_p"])   # p checked here
-    s["fw_p"] = float(s["fw_p"])
-    s["fw_per_tensor"] = bool(s["fw_per_tensor"])
     s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
     s["scale"] = _number(s["scale"], "scale", minimum=0.0, allow_none=True)
     s["tbptt_k1"] = -(-s["T"] // 4) if s["tbptt_k1"] is None else s["tbptt_k1"]
     s["tbptt_k2"] = s["tbptt_k1"] if s["tbptt_k2"] is None else s["tbptt_k2"]
     tbptt.windows(s["T"], s["tbptt_k1"], s["tbptt_k2"])               # k1, k2 checked here
-    if s["blas_threads"] is not None:
-        s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
-    s["progress"] = bool(s["progress"])
-    return s
+    return check_run_settings(s)
 
 
 def add_arguments(p):
@@ -132,57 +115,22 @@ def add_arguments(p):
     p.add_argument("--optimizer", default=d["optimizer"], choices=METHODS + ("all",),
                    help="which optimizer(s); 'all' = %s from the same init (default "
                         "%%(default)s)" % ", ".join(ALL))
-    p.add_argument("--T", type=int, default=d["T"], help="sequence length (default %(default)s)")
-    p.add_argument("--n-train", type=int, default=d["n_train"], help="default %(default)s")
-    p.add_argument("--n-test", type=int, default=d["n_test"], help="default %(default)s")
-    p.add_argument("--hidden", type=int, default=d["hidden"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    p.add_argument("--epochs", type=int, default=d["epochs"],
-                   help="passes over the training set (default %(default)s)")
-    p.add_argument("--lr-sgd", type=float, default=d["lr_sgd"], help="default %(default)s")
-    p.add_argument("--lr-sgd-clip", type=float, default=d["lr_sgd_clip"],
-                   help="learning rate of sgd_clip (default %(default)s)")
-    p.add_argument("--clip-sgd", type=float, default=d["clip_sgd"],
-                   help="global-norm threshold of sgd_clip (default %(default)s)")
-    p.add_argument("--lr-adam", type=float, default=d["lr_adam"],
-                   help="Adam's learning rate (adam, tbptt; default %(default)s)")
-    p.add_argument("--clip", type=float, default=d["clip"],
-                   help="clip every method's minibatch gradients to this global norm (default: "
-                        "none; a no-op for FW, whose LMO ignores the gradient's scale)")
-    p.add_argument("--fw-delta", type=float, default=d["fw_delta"],
-                   help="radius of the FW ball (default %(default)s)")
-    p.add_argument("--fw-eta", type=float, default=d["fw_eta"],
-                   help="FW outer step (default: lr-adam with the Adam outer update, 1 with SGD)")
-    p.add_argument("--fw-K", type=int, default=d["fw_K"],
-                   help="inner FW steps per outer step (default %(default)s)")
-    p.add_argument("--fw-p", type=float, default=d["fw_p"],
-                   help="norm of the ball, >= 1, inf allowed (default %(default)s)")
-    p.add_argument("--fw-per-tensor", type=boolean, default=d["fw_per_tensor"],
-                   help="one ball per tensor (true, the authors' code) or one for all (false)")
-    p.add_argument("--fw-outer", default=d["fw_outer"], choices=OUTERS,
-                   help="outer update (default %(default)s)")
-    p.add_argument("--fw-minibatch", default=d["fw_minibatch"], choices=MINIBATCHES,
-                   help="inner steps on successive minibatches or the same one (default "
-                        "%(default)s)")
-    p.add_argument("--fw-decay", type=float, default=d["fw_decay"],
-                   help="factor for eta and delta every --fw-decay-every outer steps "
-                        "(default %(default)s: none)")
-    p.add_argument("--fw-decay-every", type=int, default=d["fw_decay_every"],
-                   help="default %(default)s")
-    p.add_argument("--tbptt-k1", type=int, default=d["tbptt_k1"],
-                   help="TBPTT forward window (default ceil(T / 4))")
-    p.add_argument("--tbptt-k2", type=int, default=d["tbptt_k2"],
-                   help="TBPTT backward window >= k1 (default k1)")
-    p.add_argument("--scale", type=float, default=d["scale"],
-                   help="std of every weight at init (default 1/sqrt(fan_in))")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="init and shuffling seed, shared by the optimizers (default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"], help="default %(default)s")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("T", int, "sequence length"), ("n_train", int, ""), ("n_test", int, ""),
+                ("hidden", int, ""), ("batch_size", int, ""),
+                ("epochs", int, "passes over the training set"), ("lr_sgd", float, ""),
+                ("lr_sgd_clip", float, "learning rate of sgd_clip"),
+                ("clip_sgd", float, "global-norm threshold of sgd_clip"),
+                ("lr_adam", float, "Adam's learning rate (adam, tbptt)"),
+                ("clip", float, "clip every method's minibatch gradients to this global norm "
+                                "(default: none; a no-op for FW, whose LMO ignores the "
+                                "gradient's scale)"),
+                ("fw_eta", float, "FW outer step (default: lr-adam with the Adam outer update, "
+                                  "1 with SGD)"),
+                ("tbptt_k1", int, "TBPTT forward window (default ceil(T / 4))"),
+                ("tbptt_k2", int, "TBPTT backward window >= k1 (default k1)"),
+                ("scale", float, "std of every weight at init (default 1/sqrt(fan_in))"))
+    add_fw_arguments(p, d)
+    add_run_arguments(p, d, QUICK, seed="init and shuffling seed, shared by the optimizers")
 
 
 # ------------------------------------------------------------------------------ the experiment
@@ -203,10 +151,7 @@ def make_optimizer(method, settings):
         return SGD(s["lr_sgd_clip"])
     if method in ("adam", "tbptt"):
         return Adam(s["lr_adam"])
-    schedule = None if s["fw_decay"] == 1.0 else step_decay(s["fw_decay"], s["fw_decay_every"])
-    return FrankWolfe(s["fw_delta"], s["fw_eta"], K=s["fw_K"], p=s["fw_p"],
-                      per_tensor=s["fw_per_tensor"], outer=s["fw_outer"],
-                      minibatch=s["fw_minibatch"], schedule=schedule)
+    return frank_wolfe(s, s["fw_eta"], s["fw_K"])
 
 
 def evaluate_mse(params, u, y):
@@ -239,9 +184,7 @@ def train_method(method, settings, datasets=None, progress=None):
                          batch_size=s["batch_size"], optimizer=opt, seed=s["seed"],
                          evaluate=lambda P: {"test_mse": evaluate_mse(P, u_te, y_te)},
                          progress=progress, desc=method, clip=clip)
-    per_epoch = -(-s["n_train"] // s["batch_size"]) * getattr(opt, "steps_per_batch", 1)
-    for r in hist.epochs:
-        r["iteration"] = r["epoch"] * per_epoch
+    add_iterations(hist.epochs, s["n_train"], s["batch_size"], opt)
     return {"method": method, "epochs": hist.epochs, "stopped": hist.stopped,
             "wall_time_s": hist.wall_time, "optimizer": repr(opt)}
 
@@ -289,14 +232,14 @@ def plot_test_mse(runs, settings, ax=None, title=None):
     return fig
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the experiment; returns the results record (also written to ``out/results.json``).
 
     Settings: see :data:`DEFAULTS` (``quick=True`` applies :data:`QUICK` to the settings left
     at their defaults). Every method starts from the same weights and sees the same minibatches.
+    ``overwrite``: replace a record already in ``out`` (else FileExistsError before training).
     """
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    say = print if verbose else (lambda *a, **k: None)
+    s, out, say = start_run(check_settings, settings, DEFAULTS, QUICK, overwrite, verbose)
     methods = methods_of(s["optimizer"])
     datasets = make_data(s)
     say("Adding task (FW Sec. V-A): T=%d, %d train / %d test sequences; RNN m=%d tanh, identity "
@@ -327,14 +270,8 @@ def run(verbose=True, **settings):
     say("\nfinal test MSE (trivial predictor: %.4f): %s" % (TRIVIAL_MSE, ", ".join(
         "%s %.4f" % (r["method"], r["epochs"][-1].get("test_mse", float("nan"))) for r in runs)))
 
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
     paths = {"csv": os.path.join(out, "history.csv"),
-             "test_mse": os.path.join(out, "test_mse.png")}
-    import matplotlib.pyplot as plt
-    fig = plot_test_mse(runs, s)
-    fig.savefig(paths["test_mse"], dpi=110)
-    plt.close(fig)
+             "test_mse": save_figure(plot_test_mse(runs, s), os.path.join(out, "test_mse.png"))}
     train.write_history_csv(paths["csv"], [dict({"method": r["method"]}, **row)
                                            for r in runs for row in r["epochs"]])
     record = _record.new_record("adding", s)

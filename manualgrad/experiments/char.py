@@ -39,10 +39,13 @@ from .. import backend, rnn, train
 from ..data.text import Vocabulary, next_char_dataset, one_hot, read_text
 from ..optim.adam import Adam
 from ..optim.sgd import SGD
-from .ltg import blas_threads
 from .._validate import integer as _integer, number as _number
 from . import record as _record
-from .options import add_quick_argument, apply_quick
+from .methods import check_optimizer, make_optimizer
+from .options import add_options, add_run_arguments, check_integers, check_run_settings, \
+    complete, start_run
+from .plots import save_figure
+from .threads import blas_threads
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "OPTIMIZERS", "KW", "add_arguments", "check_settings", "run", "sample",
            "reproduces", "load_text", "plot_loss", "REPRODUCE_MAX_CHARS"]
@@ -84,12 +87,7 @@ def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); returns a new dict with every
     key of :data:`DEFAULTS`, ``lr`` filled in. Text-dependent defaults (``seq_len``, ``stride``,
     ``first``, ``length``) are filled in by :func:`run` once the text is read."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown char setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "char")
     if s["text"] is not None and s["string"] is not None:
         raise ValueError("give either text (a file) or string (a literal text), not both")
     if s["text"] is not None and (isinstance(s["text"], bytes)
@@ -97,27 +95,20 @@ def check_settings(**settings):
         raise TypeError("text must be a file path (str or os.PathLike), got %r" % (s["text"],))
     if s["string"] is not None and not isinstance(s["string"], str):
         raise TypeError("string must be a str, got %s" % type(s["string"]).__name__)
-    for k, lo in (("seq_len", 1), ("stride", 1), ("max_chars", 2), ("length", 0)):
-        s[k] = _integer(s[k], k, lo, allow_none=True)
-    for k, lo in (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0), ("samples", 0)):
-        s[k] = _integer(s[k], k, lo)
+    check_integers(s, (("seq_len", 1), ("stride", 1), ("max_chars", 2), ("length", 0)),
+                   allow_none=True)
+    check_integers(s, (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0),
+                       ("samples", 0)))
     if s["order"] not in ("first", "sorted"):
         raise ValueError("order must be 'first' or 'sorted', got %r" % (s["order"],))
-    if s["optimizer"] not in OPTIMIZERS:
-        raise ValueError("unknown optimizer %r: valid are %s"
-                         % (s["optimizer"], ", ".join(OPTIMIZERS)))
-    s["lr"] = OPTIMIZERS[s["optimizer"]][1] if s["lr"] is None else _number(s["lr"], "lr",
-                                                                             positive=True)
+    check_optimizer(s, OPTIMIZERS)
     s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
     s["scale"] = _number(s["scale"], "scale", minimum=0.0, allow_none=True)
     s["temperature"] = _temperature(s["temperature"])
     if s["first"] is not None and (not isinstance(s["first"], str) or not s["first"]):
         raise ValueError("first must be a non-empty str (the prime characters), got %r"
                          % (s["first"],))
-    if s["blas_threads"] is not None:
-        s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
-    s["progress"] = bool(s["progress"])
-    return s
+    return check_run_settings(s)
 
 
 def add_arguments(p):
@@ -126,45 +117,31 @@ def add_arguments(p):
                    help="utf-8 text file to train on (default: the lecture's \"hello\")")
     p.add_argument("--string", default=d["string"],
                    help="a literal training text instead of a file (default \"hello\")")
-    p.add_argument("--seq-len", type=int, default=d["seq_len"],
-                   help="characters per training window (default: min(len(text) - 1, 25))")
-    p.add_argument("--stride", type=int, default=d["stride"],
-                   help="characters between window starts (default: seq-len, no overlap)")
-    p.add_argument("--max-chars", type=int, default=d["max_chars"],
-                   help="use only the first N characters of the text (default: all)")
     p.add_argument("--order", default=d["order"], choices=("first", "sorted"),
                    help="vocabulary order (default %(default)s: [h, e, l, o] for \"hello\")")
-    p.add_argument("--hidden", type=int, default=d["hidden"],
-                   help="hidden size m (default %(default)s; more, e.g. 128, for real text)")
     p.add_argument("--optimizer", default=d["optimizer"], choices=tuple(OPTIMIZERS),
                    help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d["lr"],
-                   help="learning rate (default: Adam 0.01, SGD 0.1)")
-    p.add_argument("--epochs", type=int, default=d["epochs"],
-                   help="passes over the windows (\"hello\": one window, so one step per epoch; "
-                        "default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    p.add_argument("--clip", type=float, default=d["clip"],
-                   help="clip each minibatch gradient to this global norm; the table counts how "
-                        "often it fired per epoch (default: no clipping)")
-    p.add_argument("--scale", type=float, default=d["scale"],
-                   help="std of every weight at init (default 1/sqrt(fan_in))")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="init, shuffling and sampling seed (default %(default)s)")
     p.add_argument("--first", default=d["first"],
                    help="prime characters for the samples (default: the text's first character)")
-    p.add_argument("--length", type=int, default=d["length"],
-                   help="characters to generate per sample (default: len(text) - 1, at most 200)")
-    p.add_argument("--temperature", type=float, default=d["temperature"],
-                   help="temperature of the random samples, >= 0; 0 is greedy "
-                        "(default %(default)s)")
-    p.add_argument("--samples", type=int, default=d["samples"],
-                   help="random samples to print besides the greedy one (default %(default)s)")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("seq_len", int, "characters per training window (default: "
+                                       "min(len(text) - 1, 25))"),
+                ("stride", int, "characters between window starts (default: seq-len, no "
+                                "overlap)"),
+                ("max_chars", int, "use only the first N characters of the text (default: all)"),
+                ("hidden", int, "hidden size m (default %(default)s; more, e.g. 128, for real "
+                                "text)"),
+                ("lr", float, "learning rate (default: Adam 0.01, SGD 0.1)"),
+                ("epochs", int, "passes over the windows (\"hello\": one window, so one step "
+                                "per epoch)"),
+                ("batch_size", int, ""),
+                ("clip", float, "clip each minibatch gradient to this global norm; the table "
+                                "counts how often it fired per epoch (default: no clipping)"),
+                ("scale", float, "std of every weight at init (default 1/sqrt(fan_in))"),
+                ("length", int, "characters to generate per sample (default: len(text) - 1, at "
+                                "most 200)"),
+                ("temperature", float, "temperature of the random samples, >= 0; 0 is greedy"),
+                ("samples", int, "random samples to print besides the greedy one"))
+    add_run_arguments(p, d, QUICK, seed="init, shuffling and sampling seed")
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -300,11 +277,11 @@ def _show(text, limit=None):
     return repr(shown)
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Train the character model and sample from it; returns the results record (also written to
-    ``out/results.json``). Settings: see :data:`DEFAULTS`."""
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    say = print if verbose else (lambda *a, **k: None)
+    ``out/results.json``). Settings: see :data:`DEFAULTS`. ``overwrite``: replace a record
+    already in ``out`` (else FileExistsError before training)."""
+    s, out, say = start_run(check_settings, settings, DEFAULTS, QUICK, overwrite, verbose)
     text, source = load_text(s)
     vocab = Vocabulary(text, order=s["order"])
     seq_len = min(len(text) - 1, 25) if s["seq_len"] is None else s["seq_len"]
@@ -336,10 +313,9 @@ def run(verbose=True, **settings):
     def evaluate(P):
         return {"reproduces": reproduces(P, vocab, text)} if short else {}
 
-    cls = OPTIMIZERS[s["optimizer"]][0]
     with blas_threads(s["blas_threads"]):
         hist = train.fit(params, grad_fn, u, y, epochs=s["epochs"], batch_size=s["batch_size"],
-                         optimizer=cls(s["lr"]), seed=s["seed"], evaluate=evaluate,
+                         optimizer=make_optimizer(s, OPTIMIZERS), seed=s["seed"], evaluate=evaluate,
                          progress=s["progress"], desc="char", example_axis=1, clip=s["clip"])
     params = hist.params
     rows = hist.epochs
@@ -388,16 +364,12 @@ def run(verbose=True, **settings):
         say("  temperature %-5g %s" % (s["temperature"], _show(smp, 400))
             if i == 0 else "  %-17s %s" % ("", _show(smp, 400)))
 
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
     paths = {"results": os.path.join(out, "results.json"), "loss": os.path.join(out, "loss.png"),
              "params": os.path.join(out, "params.npz")}
-    import matplotlib.pyplot as plt
-    fig = plot_loss(rows, steps_per_epoch, seq_len, V, reproduced_at,
-                    title="character RNN on %s: m=%d, %s lr=%g, %d window(s) of %d"
-                    % (name, s["hidden"], s["optimizer"], s["lr"], n, seq_len))
-    fig.savefig(paths["loss"], dpi=110)
-    plt.close(fig)
+    save_figure(plot_loss(rows, steps_per_epoch, seq_len, V, reproduced_at,
+                          title="character RNN on %s: m=%d, %s lr=%g, %d window(s) of %d"
+                          % (name, s["hidden"], s["optimizer"], s["lr"], n, seq_len)),
+                paths["loss"])
     train.save_checkpoint(paths["params"], params, vocab=list(vocab.chars), hidden=s["hidden"],
                           experiment="char")
     saved = {k: v for k, v in s.items() if k not in ("progress", "out")}

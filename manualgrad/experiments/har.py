@@ -14,8 +14,9 @@ Model: the vanilla RNN (tanh, ``hidden`` = 80 as in FW) or, for ``lstm_*``, the 
 :mod:`manualgrad.cells.lstm` (forget-gate bias ``lstm_forget_bias``). Head (``head``): ``mse``
 (default; one sigmoid output, F_b = 1/2 (yhat - y)^2: FW Sec. V, "Mean-square-error ... for
 binary classification"), ``bce`` (sigmoid + binary cross-entropy) or ``cross_entropy`` (two
-softmax outputs). Methods (FW Table III rows; :data:`manualgrad.experiments.fwseq.METHOD_SPECS`,
-each with its own learning rate ``lr_<method>``):
+softmax outputs). Methods (FW Table III rows; :data:`manualgrad.experiments.methods.METHOD_SPECS`,
+each with its own learning rate ``lr_<method>``; trained by
+:func:`manualgrad.experiments.methods.train_classifier`, like the fwseq experiment's):
 
 - ``sgd``; ``sgd_clip`` (SGD with global-norm clipping at ``clip_sgd``);
 - ``tbptt``: Adam on the TBPTT(16, 16) gradient (FW: "forward and backward steps in TBPTT as
@@ -45,9 +46,12 @@ from .. import backend
 from ..data.har import CHANNELS, HAR2_GROUPINGS, har_sequences
 from .. import tbptt
 from .._validate import integer as _integer, number as _number
-from . import fwseq
 from . import record as _record
-from .options import add_quick_argument, apply_quick
+from .methods import METHOD_SPECS, describe, holdout_split, subsample, summarize, \
+    train_classifier
+from .options import FW_DEFAULTS, add_fw_common_arguments, add_options, check_fw_common, \
+    complete, method_list, start_run
+from .plots import print_run, write_outputs
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "HEADS", "NO_DATA", "add_arguments",
            "check_settings", "make_data", "write_synthetic_har", "run"]
@@ -74,7 +78,7 @@ DEFAULTS = dict(data=None, synthetic=False, noisy=False, noise_variance=2.0, noi
                 max_test=None, hidden=80, batch_size=64, epochs=10, lr_sgd=0.1,
                 lr_sgd_clip=0.1, clip_sgd=1.0, lr_tbptt=1e-3, lr_adam=1e-3, lr_fw1=1e-3,
                 lr_fw5=3e-3, lr_fw10=3e-3, lr_tbptt_fw=1e-3, lr_lstm_adam=1e-3, lr_lstm_fw=1e-3,
-                **fwseq.FW_DEFAULTS, tbptt_k1=16, tbptt_k2=None, tbptt_loss_at="last",
+                **FW_DEFAULTS, tbptt_k1=16, tbptt_k2=None, tbptt_loss_at="last",
                 lstm_forget_bias=1.0, scale=None, seed=0, data_seed=0, out="results/har",
                 progress=True, blas_threads=1)
 """FW's hidden size 80 and TBPTT windows of 16 steps; ``tbptt_k2=None``: k1. The learning rates
@@ -96,12 +100,7 @@ SYNTHETIC = dict(n_train=48, n_test=24, T=16, seed=0)
 def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError; no ``data``: ValueError
     saying where to get the data set). A new dict with every key of :data:`DEFAULTS`."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown har setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "har")
     s["synthetic"] = bool(s["synthetic"])
     if s["data"] is None and not s["synthetic"]:
         raise ValueError(NO_DATA)
@@ -113,7 +112,7 @@ def check_settings(**settings):
             raise TypeError("data must be the path of the UCI HAR folder, got %r"
                             % (s["data"],))
         s["data"] = os.fspath(s["data"])
-    fwseq.check_common(s, METHODS)
+    check_fw_common(s, METHODS, METHOD_SPECS)
     s["noisy"] = bool(s["noisy"])
     s["noise_variance"] = _number(s["noise_variance"], "noise_variance", minimum=0.0)
     s["noise_seed"] = _integer(s["noise_seed"], "noise_seed", 0)
@@ -143,23 +142,18 @@ def add_arguments(p):
                         "to OUT/synthetic_data and run on it (tries the pipeline; NOT HAR)")
     p.add_argument("--noisy", action="store_true", default=d["noisy"],
                    help="Noisy-HAR-2: add N(0, --noise-variance) to the normalised inputs")
-    p.add_argument("--noise-variance", type=float, default=d["noise_variance"],
-                   help="default %(default)s (FW)")
-    p.add_argument("--noise-seed", type=int, default=d["noise_seed"], help="default %(default)s")
     p.add_argument("--grouping", default=d["grouping"], choices=tuple(HAR2_GROUPINGS),
                    help="which activities form the two classes (default %(default)s: "
                         "FastGRNN's HAR-2)")
     p.add_argument("--head", default=d["head"], choices=tuple(HEADS),
                    help="sigmoid + MSE (FW), sigmoid + BCE, or softmax + cross-entropy "
                         "(default %(default)s)")
-    p.add_argument("--clip-sgd", type=float, default=d["clip_sgd"],
-                   help="global-norm threshold of sgd_clip (default %(default)s)")
-    p.add_argument("--lstm-forget-bias", type=float, default=d["lstm_forget_bias"],
-                   help="initial forget-gate bias of the LSTM (default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"],
-                   help="seed of the validation split and the subsets (default %(default)s)")
-    fwseq.add_common_arguments(p, d, METHODS)
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("noise_variance", float, "default %(default)s (FW)"),
+                ("noise_seed", int, ""),
+                ("clip_sgd", float, "global-norm threshold of sgd_clip"),
+                ("lstm_forget_bias", float, "initial forget-gate bias of the LSTM"),
+                ("data_seed", int, "seed of the validation split and the subsets"))
+    add_fw_common_arguments(p, d, METHODS, METHOD_SPECS, QUICK)
 
 
 def write_synthetic_har(folder, n_train=48, n_test=24, T=16, seed=0):
@@ -199,28 +193,28 @@ def make_data(settings, folder=None):
         noise_variance=s["noise_variance"] if s["noisy"] else None, noise_seed=s["noise_seed"],
         targets=head["targets"], return_info=True)
     if s["holdout"] == "validation":
-        train_set, test_set = fwseq.holdout_split(train_set, s["val_fraction"], s["data_seed"])
-    train_set = fwseq.subsample(train_set, s["max_train"], s["data_seed"])
-    test_set = fwseq.subsample(test_set, s["max_test"], s["data_seed"] + 1)
-    if any(fwseq.METHOD_SPECS[m]["truncated"] for m in fwseq.methods_of(s["optimizer"], METHODS)):
+        train_set, test_set = holdout_split(train_set, s["val_fraction"], s["data_seed"])
+    train_set = subsample(train_set, s["max_train"], s["data_seed"])
+    test_set = subsample(test_set, s["max_test"], s["data_seed"] + 1)
+    if any(METHOD_SPECS[m]["truncated"] for m in method_list(s["optimizer"], METHODS)):
         tbptt.windows(info["T"], s["tbptt_k1"], s["tbptt_k2"])
     info.update(holdout=s["holdout"], n_train_used=int(train_set[1].shape[0]),
                 n_heldout_used=int(test_set[1].shape[0]))
     return (train_set, test_set), info
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the experiment; returns the results record (also written to ``out/results.json``).
 
     Settings: see :data:`DEFAULTS`; ``data`` is required. Every RNN method starts from the same
     weights, the LSTM methods from the same LSTM weights, and all see the same minibatches.
+    ``overwrite``: replace a record already in ``out`` (else FileExistsError before training).
     """
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    say = print if verbose else (lambda *a, **k: None)
-    methods = fwseq.methods_of(s["optimizer"], METHODS)
+    s, out, say = start_run(check_settings, settings, DEFAULTS, QUICK, overwrite, verbose)
+    methods = method_list(s["optimizer"], METHODS)
     folder = s["data"]
     if s["synthetic"]:
-        folder = write_synthetic_har(os.path.join(s["out"], "synthetic_data"), **SYNTHETIC)
+        folder = write_synthetic_har(os.path.join(out, "synthetic_data"), **SYNTHETIC)
     data, info = make_data(s, folder)
     info["source"] = "SYNTHETIC stand-in (not HAR)" if s["synthetic"] else "UCI HAR"
     head = HEADS[s["head"]]
@@ -240,13 +234,13 @@ def run(verbose=True, **settings):
     t0 = time.perf_counter()
     for method in methods:
         label = "%s/%s" % (task, method)
-        res = fwseq.train_method(method, s, data, model, desc=label)
+        res = train_classifier(method, s, data, model, desc=label)
         runs.append(res)
-        fwseq.print_run(say, fwseq.describe(method, s), res)
+        print_run(say, describe(method, s), res)
         _record.add_run(record, label, res["epochs"], stopped=res["stopped"],
                         wall_time_s=res["wall_time_s"], optimizer=res["optimizer"],
-                        description=fwseq.describe(method, s), task=task, method=method)
-        record["summary"][label] = fwseq.summarize(res["epochs"])
+                        description=describe(method, s), task=task, method=method)
+        record["summary"][label] = summarize(res["epochs"])
     wall = time.perf_counter() - t0
     say("\n%-22s %9s %9s %9s %8s" % ("run", "test acc", "best acc", "train F", "time s"))
     for label, sm in record["summary"].items():
@@ -257,7 +251,7 @@ def run(verbose=True, **settings):
             record["runs"][label]["wall_time_s"]))
     title = "%s: T=%d, hidden %d, %s + %s, batch %d, seed %d" % (
         task, info["T"], s["hidden"], head["output"], head["loss"], s["batch_size"], s["seed"])
-    fwseq.write_outputs(record, [(task, runs)], s, s["out"], title, wall, say,
+    write_outputs(record, [(task, runs)], s, out, title, wall, say,
                         metrics=(("train_F", "training loss (%s)" % head["loss"]),
                                  ("test_acc", "test accuracy")))
     return record

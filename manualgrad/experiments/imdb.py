@@ -9,9 +9,9 @@ word vectors of ``--vectors`` (GloVe format; glove.6B.100d.txt gives R^100 as in
 words and padding follow ``unknown`` / ``pad`` and are counted in the record. Labels pos = 1,
 neg = 0; the head is a sigmoid with BCE, as in the LTG experiment.
 
-Methods, as in :mod:`manualgrad.experiments.ltg` (whose optimizers, heads, penalty names and
-figures this module reuses): every method starts from parameters drawn from ``seed`` and sees the
-same minibatch order:
+Methods, as in the LTG experiment (the shared :mod:`manualgrad.experiments.methods`: optimizers,
+gradient functions; figures from :mod:`manualgrad.experiments.plots`): every method starts from
+parameters drawn from ``seed`` and sees the same minibatch order:
 
 - ``adjoint``: the RNN (tanh) trained on the gradient of F (JP eqs. 9-13);
 - ``coadjoint``: the same RNN trained on the gradient of F + alpha G (JP eq. 14, penalty ``G``);
@@ -37,16 +37,25 @@ import os
 import time
 import warnings
 
-from .. import backend, coadjoint, inspect, rnn, train
-from ..cells import lstm
+from .. import backend, coadjoint, inspect, train
 from ..data import imdb as _imdb
-from .._validate import integer as _integer, number as _number
-from . import ltg
+from .._validate import integer as _integer
 from . import record as _record
-from .options import add_quick_argument, apply_quick
+from .methods import JP_METHODS, OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, \
+    jp_grad_fn, jp_model, stop_reason
+from .options import add_options, add_run_arguments, apply_quick, check_integers, \
+    check_run_settings, complete, selection
+from .plots import plot_adjoint_norms, plot_test_error, save_figure
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "SYNTHETIC_PER_CLASS", "add_arguments", "check_settings",
            "load_data", "train_method", "run"]
+
+METHODS = JP_METHODS
+"""``adjoint``, ``coadjoint``, ``lstm``; ``--method`` also takes ``both`` (the first two) and
+``all``."""
+
+KW = dict(activation="tanh", output="sigmoid", loss="bce")
+"""The RNN: tanh hidden units, sigmoid head, BCE (the LSTM: the same head and loss)."""
 
 DEFAULTS = dict(data=None, vectors=None, synthetic=False, method="all", T=50, n_train=None,
                 n_test=None, dim=None, pad="front", unknown="zero", hidden=32, epochs=20,
@@ -70,6 +79,11 @@ SYNTHETIC_PER_CLASS = 50
 _CHOICES = {"pad": _imdb.PADS, "unknown": _imdb.UNKNOWN}
 
 
+def methods_of(method):
+    """``"both"`` -> (adjoint, coadjoint); ``"all"`` -> :data:`METHODS`; a name -> (name,)."""
+    return selection(method, METHODS, {"both": ("adjoint", "coadjoint"), "all": METHODS}, "method")
+
+
 # ------------------------------------------------------------------------------ settings
 def _path_setting(value, name):
     if value is None:
@@ -84,12 +98,7 @@ def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); a new dict with every key of
     :data:`DEFAULTS`, ``lr`` filled in. ValueError when neither ``data`` and ``vectors`` nor
     ``synthetic`` are given (saying where to get the data)."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown imdb setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "imdb")
     s["data"] = _path_setting(s["data"], "data")
     s["vectors"] = _path_setting(s["vectors"], "vectors")
     s["synthetic"] = bool(s["synthetic"])
@@ -101,34 +110,20 @@ def check_settings(**settings):
             "the IMDB experiment needs the reviews and word vectors; %s not given. --data "
             "FOLDER: %s --vectors FILE: %s Or run --synthetic for a smoke test on a made-up "
             "corpus." % (missing, _imdb.DATA_HINT, _imdb.VECTORS_HINT))
-    ltg.methods_of(s["method"])
+    methods_of(s["method"])
     s["T"] = _integer(s["T"], "T", 2)      # the penalties compare at least two adjoints
     for k in ("n_train", "n_test"):
         s[k] = _integer(s[k], k, 2, allow_none=True)
+        if s["synthetic"] and s[k] is not None and s[k] > 2 * SYNTHETIC_PER_CLASS:
+            s[k] = 2 * SYNTHETIC_PER_CLASS     # run() says so: the corpus has no more
     s["dim"] = _integer(s["dim"], "dim", 1, allow_none=True)
     for k, choices in _CHOICES.items():
         if s[k] not in choices:
             raise ValueError("%s must be one of %s, got %r" % (k, ", ".join(choices), s[k]))
-    for k, lo in (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0), ("data_seed", 0),
-                  ("eval_batch", 1)):
-        s[k] = _integer(s[k], k, lo)
-    if not isinstance(s["G"], str):
-        raise TypeError("G must be a penalty name (%s), got %r"
-                        % (", ".join(coadjoint.penalty_names()), s["G"]))
-    coadjoint.get_penalty(s["G"])
-    s["alpha"] = _number(s["alpha"], "alpha", minimum=0.0)
-    if s["optimizer"] not in ltg.OPTIMIZERS:
-        raise ValueError("unknown optimizer %r: valid are %s"
-                         % (s["optimizer"], ", ".join(ltg.OPTIMIZERS)))
-    s["lr"] = ltg.OPTIMIZERS[s["optimizer"]][1] if s["lr"] is None else _number(
-        s["lr"], "lr", positive=True)
-    s["scale"] = _number(s["scale"], "scale", minimum=0.0, allow_none=True)
-    s["bias_scale"] = _number(s["bias_scale"], "bias_scale", minimum=0.0)
-    s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
-    if s["blas_threads"] is not None:
-        s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
-    s["progress"] = bool(s["progress"])
-    return s
+    check_integers(s, (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("seed", 0),
+                       ("data_seed", 0), ("eval_batch", 1)))
+    check_jp_settings(s)
+    return check_run_settings(s)
 
 
 def add_arguments(p):
@@ -140,53 +135,36 @@ def add_arguments(p):
                         % _imdb.GLOVE_URL)
     p.add_argument("--synthetic", action="store_true",
                    help="instead of --data/--vectors: a small made-up corpus written to "
-                        "OUT/synthetic_data (a smoke test)")
-    p.add_argument("--method", default=d["method"], choices=ltg.METHODS + ("both", "all"),
+                        "OUT/synthetic_data (a smoke test; sizes above its %d reviews per split "
+                        "are capped)" % (2 * SYNTHETIC_PER_CLASS))
+    p.add_argument("--method", default=d["method"], choices=METHODS + ("both", "all"),
                    help="which method(s); 'all' (default) = adjoint, coadjoint, lstm as in JP "
                         "Fig. 3")
-    p.add_argument("--T", type=int, default=d["T"],
-                   help="tokens kept per review, the first ones (default %(default)s, as JP)")
-    p.add_argument("--n-train", type=int, default=d["n_train"],
-                   help="training reviews, a balanced random subset (default: all 25000)")
-    p.add_argument("--n-test", type=int, default=d["n_test"],
-                   help="test reviews, a balanced random subset (default: all 25000)")
-    p.add_argument("--dim", type=int, default=d["dim"],
-                   help="required vector dimension (default: the file's; JP: 100)")
     p.add_argument("--pad", default=d["pad"], choices=_imdb.PADS,
                    help="where short reviews get zero vectors (default %(default)s: the words "
                         "end at step T)")
     p.add_argument("--unknown", default=d["unknown"], choices=_imdb.UNKNOWN,
                    help="words without a vector: 'zero' keeps their place with a zero vector, "
                         "'skip' drops them before the cut (default %(default)s)")
-    p.add_argument("--hidden", type=int, default=d["hidden"], help="hidden size m "
-                   "(default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
     p.add_argument("--G", default=d["G"], choices=coadjoint.penalty_names(),
                    help="adjoint penalty of the coadjoint method (default %(default)s)")
-    p.add_argument("--alpha", type=float, default=d["alpha"],
-                   help="weight of G in F + alpha G, >= 0 (default %(default)s)")
-    p.add_argument("--optimizer", default=d["optimizer"], choices=tuple(ltg.OPTIMIZERS),
+    p.add_argument("--optimizer", default=d["optimizer"], choices=tuple(OPTIMIZERS),
                    help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d["lr"],
-                   help="learning rate (default: SGD 0.1, Adam 0.001)")
-    p.add_argument("--scale", type=float, default=d["scale"],
-                   help="std of every weight (default 1/sqrt(fan_in))")
-    p.add_argument("--bias-scale", type=float, default=d["bias_scale"],
-                   help="std of the biases (default %(default)s)")
-    p.add_argument("--clip", type=float, default=d["clip"],
-                   help="clip each minibatch gradient to this global norm (default: off)")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="init and shuffling seed, shared by the methods (default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"],
-                   help="seed of the balanced subsets (default %(default)s)")
-    p.add_argument("--eval-batch", type=int, default=d["eval_batch"],
-                   help="test reviews per evaluation chunk (default %(default)s)")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("T", int, "tokens kept per review, the first ones (default %(default)s, "
+                                 "as JP)"),
+                ("n_train", int, "training reviews, a balanced random subset (default: all "
+                                 "25000)"),
+                ("n_test", int, "test reviews, a balanced random subset (default: all 25000)"),
+                ("dim", int, "required vector dimension (default: the file's; JP: 100)"),
+                ("hidden", int, "hidden size m"), ("epochs", int, ""), ("batch_size", int, ""),
+                ("alpha", float, "weight of G in F + alpha G, >= 0"),
+                ("lr", float, "learning rate (default: SGD 0.1, Adam 0.001)"),
+                ("scale", float, "std of every weight (default 1/sqrt(fan_in))"),
+                ("bias_scale", float, "std of the biases"),
+                ("clip", float, "clip each minibatch gradient to this global norm (default: "
+                                "off)"),
+                ("eval_batch", int, "test reviews per evaluation chunk"))
+    add_run_arguments(p, d, QUICK, data_seed="seed of the balanced subsets")
 
 
 # ------------------------------------------------------------------------------ data
@@ -237,7 +215,7 @@ def _synchronize():
 
 
 def train_method(method, settings, train_split, test_split, progress=None):
-    """Train one method on the encoded splits; a dict like :func:`ltg.train_method`'s.
+    """Train one method on the encoded splits; a dict like the LTG experiment's ``train_method``.
 
     Keys: ``method``; ``epochs`` (rows: ``epoch``, ``train_F``, ``train_G`` (coadjoint),
     ``test_F``, ``test_error``, ``test_G``, ``lam1``, ``lamT``, ``grad_time_s`` (mean seconds
@@ -246,8 +224,8 @@ def train_method(method, settings, train_split, test_split, progress=None):
     ``_norms`` ({epoch: :class:`~manualgrad.inspect.AdjointNorms`}, for the plot; not JSON-able).
     """
     s = settings
-    if method not in ltg.METHODS:
-        raise ValueError("unknown method %r: valid are %s" % (method, ", ".join(ltg.METHODS)))
+    if method not in METHODS:
+        raise ValueError("unknown method %r: valid are %s" % (method, ", ".join(METHODS)))
     np = backend.np
     E = backend.asarray(train_split.vectors.matrix)               # (V + 1, d), row 0 zeros
     tok_tr = backend.asarray(train_split.tokens, dtype="int64")   # (T, n)
@@ -255,26 +233,16 @@ def train_method(method, settings, train_split, test_split, progress=None):
     y_tr, y_te = train_split.y, test_split.y
     p = E.shape[1]
     init = dict(seed=s["seed"], scale=s["scale"], bias_scale=s["bias_scale"])
-    model = lstm if method == "lstm" else rnn
-    kw = ltg.LSTM_KW if method == "lstm" else ltg.KW
+    model, kw = jp_model(method, KW)
     params = model.init_params(p, s["hidden"], 1, **init)
     pen = coadjoint.get_penalty(s["G"])
     progress = s["progress"] if progress is None else progress
     norms_by_epoch, G_seen, times, failure = {}, [], [], []
+    gradient = jp_grad_fn(method, KW, pen, s["alpha"], G_seen, failure)
 
     def grad_fn(P, tok, y):
         t0 = time.perf_counter()
-        u = E[tok]                                                # (T, B, d)
-        if method == "coadjoint":
-            try:
-                F, G, grads = coadjoint.loss_and_grad(P, u, y, G=pen, alpha=s["alpha"],
-                                                      **ltg.KW)
-            except FloatingPointError as exc:   # fit stops on a non-finite loss, cleanly
-                failure.append(str(exc))
-                return float("nan"), {}
-            G_seen.append(float(G))
-        else:
-            F, grads = model.loss_and_grad(P, u, y, **kw)
+        F, grads = gradient(P, E[tok], y)                         # embedded: (T, B, d)
         F = float(F)
         _synchronize()
         times.append(time.perf_counter() - t0)
@@ -299,23 +267,13 @@ def train_method(method, settings, train_split, test_split, progress=None):
                                                                    np.arange(1, s["T"] + 1))
         row = {"test_F": F_sum / n, "test_error": err_sum / n, "test_G": G_sum / n,
                "lam1": float(mean[0]), "lamT": float(mean[-1])}
-        if G_seen:
-            row["train_G"] = sum(G_seen) / len(G_seen)
-            G_seen.clear()
-        if times:
-            row["grad_time_s"] = sum(times) / len(times)
-            times.clear()
-        return row
+        drain_mean(row, "train_G", G_seen)
+        return drain_mean(row, "grad_time_s", times)
 
-    cls = ltg.OPTIMIZERS[s["optimizer"]][0]
-    with warnings.catch_warnings(record=True) as caught, ltg.blas_threads(s["blas_threads"]):
-        warnings.simplefilter("always")
-        hist = train.fit(params, grad_fn, tok_tr, y_tr, epochs=s["epochs"],
-                         batch_size=s["batch_size"], optimizer=cls(s["lr"]), seed=s["seed"],
-                         evaluate=evaluate, progress=progress, desc=method, clip=s["clip"])
+    hist, caught = fit_jp(params, grad_fn, tok_tr, y_tr, s, evaluate, progress, method)
     return {"method": method, "epochs": hist.epochs,
-            "stopped": ltg.stop_reason(hist.stopped, failure),
-            "wall_time_s": hist.wall_time, "warnings": ltg.warning_counts(caught),
+            "stopped": stop_reason(hist.stopped, failure),
+            "wall_time_s": hist.wall_time, "warnings": caught,
             "adjoint_norms": {str(e): nm.mean.tolist() for e, nm in norms_by_epoch.items()},
             "_norms": norms_by_epoch}
 
@@ -352,14 +310,22 @@ def _describe(st):
                st["padded_positions"], st["reviews_truncated"], st["reviews_empty"]))
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the experiment; returns the results record (also written to ``out/results.json``).
 
-    Settings: see :data:`DEFAULTS` (``data`` and ``vectors``, or ``synthetic=True``).
+    Settings: see :data:`DEFAULTS` (``data`` and ``vectors``, or ``synthetic=True``; with the
+    synthetic corpus ``n_train`` and ``n_test`` are capped at its size, and the run says so).
+    ``overwrite``: replace a record already in ``out`` (else FileExistsError before training).
     """
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
+    asked = apply_quick(dict(settings), DEFAULTS, QUICK)
+    s = check_settings(**asked)
+    out = _record.prepare_out(s["out"], overwrite)
     say = print if verbose else (lambda *a, **k: None)
-    methods = ltg.methods_of(s["method"])
+    for k in ("n_train", "n_test"):
+        if asked.get(k) is not None and asked[k] != s[k]:
+            say("note: %s = %s capped at %d, the synthetic corpus's reviews per split"
+                % (k, asked[k], s[k]))
+    methods = methods_of(s["method"])
     t_load = time.perf_counter()
     tr, te, info = load_data(s)
     t_load = time.perf_counter() - t_load
@@ -398,21 +364,13 @@ def run(verbose=True, **settings):
                           _fmt(1e3 * v["grad_time_s"] if "grad_time_s" in v else None, "%.3f"))
         for m, v in summary.items()))
 
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
-    paths = {"test_error": os.path.join(out, "test_error.png"),
-             "adjoint_norms": os.path.join(out, "adjoint_norms.png")}
-    import matplotlib.pyplot as plt
-    fig = ltg.plot_test_error(runs, s, title="IMDB%s (first %d tokens, %d-d vectors, %d train / "
-                              "%d test, m=%d): test error" % (
-                                  " synthetic" if s["synthetic"] else "", s["T"], vec["dim"],
-                                  info["train"]["reviews"], info["test"]["reviews"],
-                                  s["hidden"]))
-    fig.savefig(paths["test_error"], dpi=110)
-    plt.close(fig)
-    fig = ltg.plot_adjoint_norms(runs, s)
-    fig.savefig(paths["adjoint_norms"], dpi=100)
-    plt.close(fig)
+    title = "IMDB%s (first %d tokens, %d-d vectors, %d train / %d test, m=%d): test error" % (
+        " synthetic" if s["synthetic"] else "", s["T"], vec["dim"], info["train"]["reviews"],
+        info["test"]["reviews"], s["hidden"])
+    paths = {"test_error": save_figure(plot_test_error(runs, s, title=title),
+                                       os.path.join(out, "test_error.png")),
+             "adjoint_norms": save_figure(plot_adjoint_norms(runs, s),
+                                          os.path.join(out, "adjoint_norms.png"), dpi=100)}
     record = _record.new_record("imdb", s)
     record["methods"] = list(methods)
     record["data"] = info

@@ -1,6 +1,6 @@
 """Adjoint norms ||dF/dh_k|| against k for every registered cell on the Long Time Gap task.
 
-Issue item 7. Every cell in ``cells`` (default: all of :func:`manualgrad.cells.names`) gets the
+Every cell in ``cells`` (default: all of :func:`manualgrad.cells.names`) gets the
 same LTG data (:func:`manualgrad.data.long_time_gap`; the last ``n_test`` examples are the test
 set), the same hidden size m and the same init ``seed``, and is trained the same way (Adam,
 gradient clipping by global norm, the same minibatch order). On the test set, at initialisation
@@ -41,11 +41,12 @@ import time
 
 from .. import backend, cells, coadjoint, data, train
 from ..optim.adam import Adam
-from . import ltg
-from .ltg import blas_threads
-from .._validate import integer as _integer, number as _number
+from .._validate import number as _number
 from . import record as _record
-from .options import add_quick_argument, apply_quick
+from .options import add_options, add_run_arguments, check_ltg_data, check_run_settings, \
+    complete, start_run
+from .plots import save_figure
+from .threads import blas_threads
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "CELL_OPTIONS", "COLORS", "add_arguments", "check_settings", "run",
            "split_options", "measure", "train_cell", "report_steps", "format_table",
@@ -157,23 +158,15 @@ def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); returns a new dict with every
     key of :data:`DEFAULTS`, ``cells`` a tuple of names and ``cell_options`` {cell: options} for
     exactly those cells. Unknown cell names: ValueError listing the registered ones."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown norms setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "norms")
     s["cells"] = _cell_names(s["cells"])
     s["cell_options"] = _options_of(s["cells"], s["cell_options"])
     for name in s["cells"]:
         split_options(name, s["cell_options"][name])
-    ltg.check_data_settings(s, min_T=1)
+    check_ltg_data(s, min_T=1)
     s["lr"] = _number(s["lr"], "lr", positive=True)
     s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
-    if s["blas_threads"] is not None:
-        s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
-    s["progress"] = bool(s["progress"])
-    return s
+    return check_run_settings(s)
 
 
 def _json_options(text):
@@ -198,29 +191,14 @@ def add_arguments(p):
                    help="per-cell options merged over the defaults %s, e.g. "
                         "'{\"indrnn\": {\"activation\": \"tanh\"}, \"lstm\": {\"forget_bias\": 1}}'"
                         % json.dumps(CELL_OPTIONS).replace("%", "%%"))
-    p.add_argument("--n", type=int, default=d["n"], help="examples in all (default %(default)s)")
-    p.add_argument("--n-test", type=int, default=d["n_test"],
-                   help="held-out test examples, the last ones (default %(default)s)")
-    p.add_argument("--T", type=int, default=d["T"], help="sequence length (default %(default)s)")
-    p.add_argument("--p", type=int, default=d["p"], help="input size (default %(default)s)")
-    p.add_argument("--informative-step", type=int, default=d["informative_step"],
-                   help="1-based step whose sum decides the label (default %(default)s)")
-    p.add_argument("--hidden", type=int, default=d["hidden"],
-                   help="hidden size m of every cell (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate "
-                   "(default %(default)s)")
-    p.add_argument("--clip", type=float, default=d["clip"],
-                   help="clip each minibatch gradient to this global norm (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="init and shuffling seed, the same for every cell (default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"], help="default %(default)s")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("n", int, "examples in all"),
+                ("n_test", int, "held-out test examples, the last ones"),
+                ("T", int, "sequence length"), ("p", int, "input size"),
+                ("informative_step", int, "1-based step whose sum decides the label"),
+                ("hidden", int, "hidden size m of every cell"), ("epochs", int, ""),
+                ("batch_size", int, ""), ("lr", float, "Adam learning rate"),
+                ("clip", float, "clip each minibatch gradient to this global norm"))
+    add_run_arguments(p, d, QUICK, seed="init and shuffling seed, the same for every cell")
 
 
 # ------------------------------------------------------------------------------ measurement
@@ -364,14 +342,14 @@ def plot_norms(runs, settings):
 
 
 # ------------------------------------------------------------------------------ the experiment
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the comparison; returns the results record (also written to ``out/results.json``).
 
     Settings: see :data:`DEFAULTS`. Every cell sees the same data, the same hidden size, the same
-    init seed and the same minibatch order.
+    init seed and the same minibatch order. ``overwrite``: replace a record already in ``out``
+    (else FileExistsError before training).
     """
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    say = print if verbose else (lambda *a, **k: None)
+    s, out, say = start_run(check_settings, settings, DEFAULTS, QUICK, overwrite, verbose)
     u, y = data.long_time_gap(n=s["n"], T=s["T"], p=s["p"], informative_step=s["informative_step"],
                               seed=s["data_seed"])
     datasets = data.split(u, y, s["n_test"])
@@ -399,14 +377,9 @@ def run(verbose=True, **settings):
         % s["n_test"])
     say(format_table(runs, s["T"], s["epochs"]))
 
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
     paths = {"results": os.path.join(out, "results.json"),
-             "figure": os.path.join(out, "norms_ltg.png")}
-    import matplotlib.pyplot as plt
-    fig = plot_norms(runs, s)
-    fig.savefig(paths["figure"], dpi=90)
-    plt.close(fig)
+             "figure": save_figure(plot_norms(runs, s), os.path.join(out, "norms_ltg.png"),
+                                   dpi=90)}
     saved = {k: copy.deepcopy(v) for k, v in s.items() if k not in ("progress", "out")}
     saved["cells"] = list(s["cells"])
     record = _record.new_record("norms", saved)

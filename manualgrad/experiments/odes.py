@@ -69,8 +69,10 @@ from ..ode import adjoint as _adjoint
 from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
-from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick, boolean, selection
+from .options import add_options, add_run_arguments, boolean, check_integers, complete, \
+    selection, start_run
+from .plots import save_figure
+from .threads import blas_threads
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "MODELS", "add_arguments", "check_settings",
            "nested_spheres", "make_data", "Model", "make_model", "adjoint_profile",
@@ -116,17 +118,11 @@ def models_of(model):
 def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); a new dict with every key of
     :data:`DEFAULTS`. Raises ValueError/TypeError naming the bad setting."""
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown ode setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "ode")
     models_of(s["model"])
-    for k, lo in (("d", 1), ("n_train", 1), ("n_test", 1), ("hidden", 1), ("epochs", 0),
-                  ("batch_size", 1), ("max_steps", 1), ("norm_examples", 1),
-                  ("norm_points", 2), ("norm_every", 1), ("seed", 0), ("data_seed", 0)):
-        s[k] = _integer(s[k], k, lo)
+    check_integers(s, (("d", 1), ("n_train", 1), ("n_test", 1), ("hidden", 1), ("epochs", 0),
+                       ("batch_size", 1), ("max_steps", 1), ("norm_examples", 1),
+                       ("norm_points", 2), ("norm_every", 1), ("seed", 0), ("data_seed", 0)))
     for k in ("r1", "r2", "r3", "T", "lr", "rtol", "atol", "norm_rtol", "norm_atol"):
         s[k] = _number(s[k], k, positive=True)
     if not s["r1"] < s["r2"] < s["r3"]:
@@ -152,57 +148,29 @@ def add_arguments(p):
     p.add_argument("--model", default=d["model"], choices=MODELS + ("both",),
                    help="which model(s); 'both' trains each from the same f and readout on the "
                         "same minibatches (default %(default)s)")
-    p.add_argument("--d", type=int, default=d["d"], help="dimension of the points (default "
-                   "%(default)s)")
-    p.add_argument("--r1", type=float, default=d["r1"], help="radius of the inner ball, label 0 "
-                   "(default %(default)s)")
-    p.add_argument("--r2", type=float, default=d["r2"], help="inner radius of the shell, label 1 "
-                   "(default %(default)s)")
-    p.add_argument("--r3", type=float, default=d["r3"], help="outer radius of the shell (default "
-                   "%(default)s)")
-    p.add_argument("--n-train", type=int, default=d["n_train"], help="default %(default)s")
-    p.add_argument("--n-test", type=int, default=d["n_test"], help="default %(default)s")
-    p.add_argument("--T", type=float, default=d["T"],
-                   help="integration horizon: h(T) is read out (default %(default)s)")
-    p.add_argument("--hidden", type=int, default=d["hidden"],
-                   help="hidden units H of f (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d["lr"], help="Adam's learning rate (default "
-                   "%(default)s)")
-    p.add_argument("--rtol", type=float, default=d["rtol"],
-                   help="dopri5 relative tolerance, forward and backward (default %(default)s)")
-    p.add_argument("--atol", type=float, default=d["atol"],
-                   help="dopri5 absolute tolerance (default %(default)s)")
-    p.add_argument("--max-steps", type=int, default=d["max_steps"],
-                   help="dopri5 step attempts per solve at most (default %(default)s)")
-    p.add_argument("--gamma", type=float, default=d["gamma"],
-                   help="HBNODE damping: its initial value when learned, else fixed (default "
-                        "%(default)s)")
-    p.add_argument("--learn-gamma", type=boolean, default=d["learn_gamma"],
-                   help="learn gamma = sigmoid(gamma_raw) (true) or keep it fixed (false)")
     p.add_argument("--adjoint", default=d["adjoint"], choices=("continuous", "discrete"),
                    help="training gradient: BW Theorem 1 or the discrete adjoint (default "
                         "%(default)s)")
-    p.add_argument("--check-discrete", type=boolean, default=d["check_discrete"],
-                   help="compare with the discrete adjoint on a probe batch every epoch")
-    p.add_argument("--norm-examples", type=int, default=d["norm_examples"],
-                   help="test points for the adjoint norms and Jacobians (default %(default)s)")
-    p.add_argument("--norm-points", type=int, default=d["norm_points"],
-                   help="points of the fixed time grid of the adjoint curves (default "
-                        "%(default)s)")
-    p.add_argument("--norm-every", type=int, default=d["norm_every"],
-                   help="measure the adjoint norms every this many epochs (default %(default)s)")
-    p.add_argument("--norm-rtol", type=float, default=d["norm_rtol"], help="default %(default)s")
-    p.add_argument("--norm-atol", type=float, default=d["norm_atol"], help="default %(default)s")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="init and shuffling seed, shared by the models (default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"], help="default %(default)s")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("d", int, "dimension of the points"),
+                ("r1", float, "radius of the inner ball, label 0"),
+                ("r2", float, "inner radius of the shell, label 1"),
+                ("r3", float, "outer radius of the shell"), ("n_train", int, ""),
+                ("n_test", int, ""), ("T", float, "integration horizon: h(T) is read out"),
+                ("hidden", int, "hidden units H of f"), ("epochs", int, ""),
+                ("batch_size", int, ""), ("lr", float, "Adam's learning rate"),
+                ("rtol", float, "dopri5 relative tolerance, forward and backward"),
+                ("atol", float, "dopri5 absolute tolerance"),
+                ("max_steps", int, "dopri5 step attempts per solve at most"),
+                ("gamma", float, "HBNODE damping: its initial value when learned, else fixed"),
+                ("learn_gamma", boolean, "learn gamma = sigmoid(gamma_raw) (true) or keep it "
+                                         "fixed (false)"),
+                ("check_discrete", boolean, "compare with the discrete adjoint on a probe batch "
+                                            "every epoch"),
+                ("norm_examples", int, "test points for the adjoint norms and Jacobians"),
+                ("norm_points", int, "points of the fixed time grid of the adjoint curves"),
+                ("norm_every", int, "measure the adjoint norms every this many epochs"),
+                ("norm_rtol", float, ""), ("norm_atol", float, ""))
+    add_run_arguments(p, d, QUICK, seed="init and shuffling seed, shared by the models")
 
 
 # ------------------------------------------------------------------------------ data
@@ -681,15 +649,15 @@ def _summary(res):
             "n_params": res["n_params"], "gamma": res["gamma"]}
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the experiment; returns the results record (also written to ``out/results.json``).
 
     Settings: see :data:`DEFAULTS` (``quick=True`` applies :data:`QUICK` to the settings left
     at their defaults). The models start from the same f and readout and see the same
-    minibatches.
+    minibatches. ``overwrite``: replace a record already in ``out`` (else FileExistsError
+    before training).
     """
-    s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    say = print if verbose else (lambda *a, **k: None)
+    s, out, say = start_run(check_settings, settings, DEFAULTS, QUICK, overwrite, verbose)
     models = models_of(s["model"])
     datasets = make_data(s)
     say("Nested spheres (BW neural ODEs vs HBNODE): d=%d, ball r<%g vs shell %g<r<%g, %d train "
@@ -708,16 +676,9 @@ def run(verbose=True, **settings):
         _table(res, say)
     wall = time.perf_counter() - t0
 
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
-    paths = {"adjoint_norms": os.path.join(out, "adjoint_norms.png"),
-             "nfe": os.path.join(out, "nfe.png"), "training": os.path.join(out, "training.png")}
-    import matplotlib.pyplot as plt
-    for key, fn in (("adjoint_norms", plot_adjoint_norms), ("nfe", plot_nfe),
-                    ("training", plot_training)):
-        fig = fn(runs, s)
-        fig.savefig(paths[key], dpi=110)
-        plt.close(fig)
+    paths = {key: save_figure(fn(runs, s), os.path.join(out, key + ".png"))
+             for key, fn in (("adjoint_norms", plot_adjoint_norms), ("nfe", plot_nfe),
+                             ("training", plot_training))}
     csv = os.path.join(out, "history.csv")
     train.write_history_csv(csv, [dict({"model": r["model"]}, **row)
                                   for r in runs for row in r["epochs"]])

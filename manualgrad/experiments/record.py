@@ -37,13 +37,14 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import tempfile
 import time
 
 from .. import __version__, backend, train
 
-__all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "VOLATILE_KEYS", "X_KEYS", "new_record",
-           "add_run", "finish", "load", "versions", "find_records", "comparable", "group_key",
-           "run_rows", "metric_names"]
+__all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "VOLATILE_KEYS", "X_KEYS", "prepare_out",
+           "new_record", "add_run", "finish", "load", "versions", "find_records", "comparable",
+           "group_key", "run_rows", "metric_names"]
 
 RECORD_VERSION = 1
 IGNORED_SETTINGS = ("out", "progress", "verbose")
@@ -66,6 +67,35 @@ def versions():
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
+    return out
+
+
+def prepare_out(out, overwrite=False, records=("results.json",)):
+    """Make the results folder ``out`` ready before a run trains; returns ``out``.
+
+    The folder is created (with its parents) and checked writable by writing and removing a
+    probe file; a path that cannot be a folder (one under a regular file), or a folder that
+    cannot be written, is a ValueError naming ``out`` and the path. Unless ``overwrite``, a
+    folder that already holds one of ``records`` (paths relative to ``out``) is a
+    FileExistsError (a ValueError would read as a bad setting): the run would replace it.
+    """
+    if isinstance(out, bool) or not isinstance(out, (str, os.PathLike)):
+        raise TypeError("out must be a folder path (str or os.PathLike), got %r" % (out,))
+    out = os.fspath(out)
+    if not overwrite:
+        held = [r for r in records if os.path.exists(os.path.join(out, r))]
+        if held:
+            raise FileExistsError("out %r already holds a results record (%s); give --overwrite "
+                                  "(overwrite=True) to replace it, or another --out"
+                                  % (out, ", ".join(held)))
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise ValueError("out %r cannot be used as the results folder: %s"
+                         % (out, exc.strerror or exc)) from None
     return out
 
 

@@ -33,14 +33,21 @@ import platform
 import sys
 import time
 
-from .. import __version__, backend, train
+from .. import __version__, backend, coadjoint, train
+from .._validate import integer as _integer, number as _number
 from . import ltg
+from .methods import OPTIMIZERS
+from .plots import JP_COLORS
 
 __all__ = ["STUDIES", "LTG_DEFAULTS", "LTG_QUICK", "add_arguments", "run_ltg_study", "jobs_ltg",
            "aggregate", "parse_scale"]
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+BAR_MININTERVAL = 0.5
+"""The study's progress bar redraws at most every this many seconds; on close it leaves one
+line (runs done, elapsed time, rate)."""
 
 LTG_DEFAULTS = dict(seeds=(0, 1, 2, 3, 4), alphas=(0.01, 0.1, 1.0, 10.0), scales=("fan_in", "1"),
                     hidden=(10, 32), G=("G23",), bias_scale="match", informative_steps=(4,),
@@ -89,19 +96,19 @@ def _check_study(s):
         if not s[key]:
             raise ValueError("%s: give at least one value" % key)
     for seed in s["seeds"]:
-        ltg._integer(seed, "seed", 0)
-    s["alphas"] = tuple(ltg._number(a, "alpha", minimum=0.0) for a in s["alphas"])
+        _integer(seed, "seed", 0)
+    s["alphas"] = tuple(_number(a, "alpha", minimum=0.0) for a in s["alphas"])
     s["scales"] = tuple(parse_scale(x) for x in s["scales"])
     for m in s["hidden"]:
-        ltg._integer(m, "hidden", 1)
+        _integer(m, "hidden", 1)
     for k in s["informative_steps"]:
-        ltg._integer(k, "informative_step", 1)
+        _integer(k, "informative_step", 1)
     if s["bias_scale"] != "match":
-        s["bias_scale"] = ltg._number(float(s["bias_scale"]) if isinstance(s["bias_scale"], str)
+        s["bias_scale"] = _number(float(s["bias_scale"]) if isinstance(s["bias_scale"], str)
                                       else s["bias_scale"], "bias_scale", minimum=0.0)
-    s["learned_below"] = ltg._number(s["learned_below"], "learned_below", positive=True)
+    s["learned_below"] = _number(s["learned_below"], "learned_below", positive=True)
     if s["workers"] is not None:
-        s["workers"] = ltg._integer(s["workers"], "workers", 1)
+        s["workers"] = _integer(s["workers"], "workers", 1)
     for key in ("seeds", "alphas", "scales", "hidden", "G", "informative_steps"):
         if len(set(s[key])) != len(s[key]):
             raise ValueError("%s: repeated values %s" % (key, list(s[key])))
@@ -273,7 +280,7 @@ def plot_cells(cells, G, title=""):
                     k = alphas.index(c["alpha"])
                     color = reds(0.45 + 0.55 * k / max(len(alphas) - 1, 1))
                 else:
-                    color = ltg.COLORS.get(c["method"], "k")
+                    color = JP_COLORS.get(c["method"], "k")
                 ax.plot(ep, mu, color=color, lw=1.8, label="%s (%d/%d learned)"
                         % (_cell_label(c), c["learned"], c["runs"]))
                 ax.fill_between(ep, [a - b for a, b in zip(mu, sd)],
@@ -318,10 +325,10 @@ def add_arguments(p):
     p.add_argument("--informative-steps", type=int, nargs="+", default=None,
                    help="1-based steps whose sum decides the label (JP: 4, i.e. gap T - 4 = 46; "
                         "default 4)")
-    p.add_argument("--G", nargs="+", default=None, choices=ltg.coadjoint.penalty_names(),
+    p.add_argument("--G", nargs="+", default=None, choices=coadjoint.penalty_names(),
                    help="penalties (default %s)" % " ".join(d["G"]))
     p.add_argument("--epochs", type=int, default=None, help="default %d" % d["epochs"])
-    p.add_argument("--optimizer", default=None, choices=tuple(ltg.OPTIMIZERS),
+    p.add_argument("--optimizer", default=None, choices=tuple(OPTIMIZERS),
                    help="default sgd")
     p.add_argument("--lr", type=float, default=None, help="default: SGD 0.1, Adam 0.001")
     p.add_argument("--clip", type=float, default=None, help="default: no clipping")
@@ -378,7 +385,8 @@ def run_ltg_study(verbose=True, **settings):
     # longest first (coadjoint, wide) for a balanced pool; the results are re-sorted by index
     args.sort(key=lambda a: (a[1]["method"] != "coadjoint", -a[1]["hidden"], a[0]))
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(jobs), desc="ltg study", disable=not s["progress"], dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), desc="ltg study", disable=not s["progress"], dynamic_ncols=True,
+               mininterval=BAR_MININTERVAL, leave=True, unit="run")
     t0 = time.perf_counter()
     results = []
     try:

@@ -46,7 +46,6 @@ aggregate of finished per-seed records.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -55,12 +54,13 @@ import warnings
 
 from .. import backend, coadjoint, rnn, train
 from ..data import digits as _digits
-from ..optim.adam import Adam
-from ..optim.sgd import SGD
 from .._validate import integer as _integer, number as _number
-from . import ltg, record as _record
-from .ltg import blas_threads
-from .options import add_quick_argument, apply_quick
+from . import record as _record
+from .methods import OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, jp_grad_fn, \
+    stop_reason
+from .options import add_options, add_run_arguments, apply_quick, check_integers, \
+    check_run_settings, complete
+from .plots import save_figure
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "TASKS", "DIGITS_TASKS", "MNIST_TASKS", "METHODS",
            "OPTIMIZERS", "KW", "PAPER", "add_arguments", "check_settings", "make_task_data",
@@ -79,9 +79,6 @@ MNIST_TASKS = ("seq_columns", "perm_columns")
 """Default tasks with ``idx`` (real MNIST): the paper's 28 columns, sequential and permuted."""
 
 METHODS = ("adjoint", "coadjoint")
-
-OPTIMIZERS = {"sgd": (SGD, 0.1), "adam": (Adam, 1e-3)}
-"""name -> (class, default learning rate)."""
 
 KW = dict(activation="tanh", output="softmax", loss="cross_entropy")
 """JP eq. (5) with a softmax output and cross-entropy on integer labels."""
@@ -154,12 +151,7 @@ def check_settings(**settings):
     ``seeds``, ``classes``, ``tasks`` and ``methods`` become tuples (comma-separated strings
     accepted); ``seed`` given replaces ``seeds``; ``tasks`` and ``lr`` get their defaults.
     """
-    unknown = sorted(set(settings) - set(DEFAULTS))
-    if unknown:
-        raise TypeError("unknown table2 setting(s) %s; valid are %s"
-                        % (", ".join(unknown), ", ".join(DEFAULTS)))
-    s = dict(DEFAULTS)
-    s.update(settings)
+    s = complete(settings, DEFAULTS, "table2")
     if s["seed"] is not None:
         s["seeds"] = (_integer(s["seed"], "seed", 0),)
     s["seeds"] = _int_list(s["seeds"], "seeds")
@@ -177,22 +169,9 @@ def check_settings(**settings):
         s["tasks"] = MNIST_TASKS if s["idx"] is not None else DIGITS_TASKS
     s["tasks"] = _name_list(s["tasks"], "tasks", tuple(TASKS))
     s["methods"] = _name_list(s["methods"], "methods", METHODS)
-    for k, lo in (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("perm_seed", 0),
-                  ("data_seed", 0), ("eval_chunk", 1)):
-        s[k] = _integer(s[k], k, lo)
-    coadjoint.get_penalty(s["G"])
-    if not isinstance(s["G"], str):
-        raise TypeError("G must be a penalty name (%s), got %r"
-                        % (", ".join(coadjoint.penalty_names()), s["G"]))
-    s["alpha"] = _number(s["alpha"], "alpha", minimum=0.0)
-    if s["optimizer"] not in OPTIMIZERS:
-        raise ValueError("unknown optimizer %r: valid are %s"
-                         % (s["optimizer"], ", ".join(OPTIMIZERS)))
-    s["lr"] = OPTIMIZERS[s["optimizer"]][1] if s["lr"] is None else _number(s["lr"], "lr",
-                                                                             positive=True)
-    s["clip"] = _number(s["clip"], "clip", positive=True, allow_none=True)
-    s["scale"] = _number(s["scale"], "scale", minimum=0.0, allow_none=True)
-    s["bias_scale"] = _number(s["bias_scale"], "bias_scale", minimum=0.0)
+    check_integers(s, (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("perm_seed", 0),
+                       ("data_seed", 0), ("eval_chunk", 1)))
+    check_jp_settings(s)
     s["test_fraction"] = _number(s["test_fraction"], "test_fraction", positive=True)
     if not s["test_fraction"] < 1:
         raise ValueError("test_fraction must lie in (0, 1), got %r" % (s["test_fraction"],))
@@ -201,10 +180,7 @@ def check_settings(**settings):
                          % (s["normalize"],))
     if s["normalize"] == "none":
         s["normalize"] = None
-    if s["blas_threads"] is not None:
-        s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
-    s["progress"] = bool(s["progress"])
-    return s
+    return check_run_settings(s)
 
 
 def add_arguments(p):
@@ -221,49 +197,29 @@ def add_arguments(p):
     p.add_argument("--seeds", default=",".join(map(str, d["seeds"])),
                    help="comma-separated seeds, each an init + minibatch order shared by the "
                         "methods; all run in this invocation (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d["seed"],
-                   help="run this one seed instead of --seeds")
     p.add_argument("--methods", default=",".join(d["methods"]),
                    help="comma-separated, from adjoint, coadjoint (default %(default)s)")
     p.add_argument("--G", default=d["G"], choices=coadjoint.penalty_names(),
                    help="adjoint penalty of the coadjoint method (default %(default)s, JP eq. 23)")
-    p.add_argument("--alpha", type=float, default=d["alpha"],
-                   help="weight of G in F + alpha G; G23 with a softmax head misclassifies "
-                        "for alpha >= 1/2 (default %(default)s)")
-    p.add_argument("--hidden", type=int, default=d["hidden"], help="hidden size m "
-                   "(default %(default)s)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
     p.add_argument("--optimizer", default=d["optimizer"], choices=tuple(OPTIMIZERS),
                    help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d["lr"],
-                   help="learning rate (default: SGD 0.1, Adam 0.001)")
-    p.add_argument("--clip", type=float, default=d["clip"],
-                   help="clip each minibatch gradient to this global norm (default: off)")
-    p.add_argument("--scale", type=float, default=d["scale"],
-                   help="std of every weight at init (default 1/sqrt(fan_in))")
-    p.add_argument("--bias-scale", type=float, default=d["bias_scale"],
-                   help="std of the biases at init (default %(default)s)")
-    p.add_argument("--perm-seed", type=int, default=d["perm_seed"],
-                   help="seed of the fixed step permutation of the perm_* tasks "
-                        "(default %(default)s)")
-    p.add_argument("--data-seed", type=int, default=d["data_seed"],
-                   help="seed of the stratified train/test split of the bundled digits "
-                        "(default %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=d["test_fraction"],
-                   help="share of each class in the test set, bundled digits "
-                        "(default %(default)s)")
     p.add_argument("--normalize", default=d["normalize"],
                    choices=("global", "channel", "feature", "none"),
                    help="zero mean, unit variance with training statistics (default "
                         "%(default)s: one mean and std for all pixels)")
-    p.add_argument("--eval-chunk", type=int, default=d["eval_chunk"],
-                   help="examples per evaluation sweep (default %(default)s)")
-    p.add_argument("--blas-threads", type=int, default=d["blas_threads"],
-                   help="BLAS threads while training (default %(default)s)")
-    p.add_argument("--out", default=d["out"], help="output folder (default %(default)s)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_quick_argument(p, QUICK)
+    add_options(p, d, ("alpha", float, "weight of G in F + alpha G; G23 with a softmax head "
+                                       "misclassifies for alpha >= 1/2"),
+                ("hidden", int, "hidden size m"), ("epochs", int, ""), ("batch_size", int, ""),
+                ("lr", float, "learning rate (default: SGD 0.1, Adam 0.001)"),
+                ("clip", float, "clip each minibatch gradient to this global norm (default: "
+                                "off)"),
+                ("scale", float, "std of every weight at init (default 1/sqrt(fan_in))"),
+                ("bias_scale", float, "std of the biases at init"),
+                ("perm_seed", int, "seed of the fixed step permutation of the perm_* tasks"),
+                ("test_fraction", float, "share of each class in the test set, bundled digits"),
+                ("eval_chunk", int, "examples per evaluation sweep"))
+    add_run_arguments(p, d, QUICK, seed="run this one seed instead of --seeds",
+                      data_seed="seed of the stratified train/test split of the bundled digits")
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -349,10 +305,7 @@ def train_task(task, seed, settings, datasets, progress=None):
         params = rnn.init_params(u_tr.shape[2], s["hidden"], C, seed=seed, scale=s["scale"],
                                  bias_scale=s["bias_scale"])
         G_seen, failure, lam_by_epoch = [], [], []
-        if method == "adjoint":
-            grad_fn = functools.partial(rnn.loss_and_grad, **KW)
-        else:
-            grad_fn = ltg.coadjoint_grad_fn(pen, s["alpha"], G_seen, failure, **KW)
+        grad_fn = jp_grad_fn(method, KW, pen, s["alpha"], G_seen, failure)
 
         def ev(P):
             F_tr, e_tr, _, _ = evaluate(P, u_tr, y_tr, pen, s["eval_chunk"])
@@ -360,21 +313,13 @@ def train_task(task, seed, settings, datasets, progress=None):
             lam_by_epoch.append(lam)
             row = {"train_loss": F_tr, "train_error": e_tr, "test_F": F_te, "test_error": e_te,
                    "test_G": G_te, "lam1": float(lam[0]), "lamT": float(lam[-1])}
-            if G_seen:
-                row["train_G"] = sum(G_seen) / len(G_seen)
-                G_seen.clear()
-            return row
+            return drain_mean(row, "train_G", G_seen)
 
-        cls = OPTIMIZERS[s["optimizer"]][0]
-        with warnings.catch_warnings(record=True) as caught, blas_threads(s["blas_threads"]):
-            warnings.simplefilter("always")
-            hist = train.fit(params, grad_fn, u_tr, y_tr, epochs=s["epochs"],
-                             batch_size=s["batch_size"], optimizer=cls(s["lr"]), seed=seed,
-                             evaluate=ev, progress=progress, desc="%s %s s%d" % (task, method,
-                                                                                 seed),
-                             clip=s["clip"])
-        out[method] = {"epochs": hist.epochs, "stopped": ltg.stop_reason(hist.stopped, failure),
-                       "wall_time_s": hist.wall_time, "warnings": ltg.warning_counts(caught), "lam_init": lam_by_epoch[0].tolist(),
+        hist, caught = fit_jp(params, grad_fn, u_tr, y_tr, s, ev, progress,
+                              "%s %s s%d" % (task, method, seed), seed=seed)
+        out[method] = {"epochs": hist.epochs, "stopped": stop_reason(hist.stopped, failure),
+                       "wall_time_s": hist.wall_time, "warnings": caught,
+                       "lam_init": lam_by_epoch[0].tolist(),
                        "lam_final": lam_by_epoch[-1].tolist()}
     return out
 
@@ -691,13 +636,11 @@ def write_summary(out, records, settings=None, verbose=True):
         say(line)
     chance = {t: _chance(infos[t]["test_counts"]) for t in s["tasks"]}
     os.makedirs(out, exist_ok=True)
-    import matplotlib.pyplot as plt
     figs = {"table2_test_error.png": plot_test_error(agg, s, chance),
             "table2_adjoint_norms.png": plot_adjoint_norms(agg, s),
             "table2_final.png": plot_final(agg, s, chance)}
     for name, fig in figs.items():
-        fig.savefig(os.path.join(out, name), dpi=110)
-        plt.close(fig)
+        save_figure(fig, os.path.join(out, name))
     i0 = infos[s["tasks"][0]]
     md = ["# JP Table II (manualgrad run table2)", "", _protocol(s) + ".", "",
           "Data: %s; %d train / %d test examples; constant-guess test error %s. Learned: final "
@@ -720,14 +663,18 @@ def write_summary(out, records, settings=None, verbose=True):
     return summary
 
 
-def run(verbose=True, **settings):
+def run(verbose=True, overwrite=False, **settings):
     """Run the experiment for every seed; returns the aggregate record (``summary.json``).
 
     Settings: see :data:`DEFAULTS`. Per seed, every method starts from the same parameters and
     sees the same minibatches; each seed's record is written to ``out/seed_<s>/results.json``,
-    then :func:`write_summary` aggregates them.
+    then :func:`write_summary` aggregates them. ``overwrite``: replace records already in
+    ``out`` (``summary.json`` or a ``seed_<s>/results.json`` of these seeds; else
+    FileExistsError before training).
     """
     s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
+    out = _record.prepare_out(s["out"], overwrite, records=["summary.json"] + [
+        os.path.join("seed_%d" % seed, "results.json") for seed in s["seeds"]])
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
     data, infos = {}, {}
@@ -739,8 +686,6 @@ def run(verbose=True, **settings):
         % (i0["source"], list(s["classes"]), len(s["classes"]) - 1, i0["n_train"], i0["n_test"],
            i0["train_counts"], i0["test_counts"], ", ".join(s["tasks"]), _protocol(s),
            backend.get_backend(), backend.get_dtype().name))
-    out = s["out"]
-    os.makedirs(out, exist_ok=True)
     saved = {k: v for k, v in s.items() if k not in ("seeds", "seed")}
     records = []
     for seed in s["seeds"]:
