@@ -175,7 +175,7 @@ def _rnn_tbptt(params, u, y, wins, x0, output, loss, many_to_many, loss_at, opti
     if options:
         raise TypeError("unexpected option(s) for the vanilla RNN: %s" % ", ".join(options))
     params = rnn.check_params(params)
-    T, B = u.shape[0], u.shape[1]
+    T = u.shape[0]
     # The full forward, exact: many-to-one keeps rnn.forward's head at T (so that k1 = k2 = T
     # repeats rnn.sweep operation for operation); other window ends get their head below.
     traj = rnn.forward(params, u, x0, activation, output, many_to_many)
