@@ -65,9 +65,9 @@ def test_cell_options_are_routed_to_init_params_and_sweep():
 
 def test_unknown_cell_raises_value_error_listing_the_valid_cells(tmp_path):
     valid = ", ".join(cells.names())
-    for bad in (dict(cells=["rnn", "gru"]), dict(cells="rnn,gru"),
-                dict(cell_options={"gru": {"activation": "tanh"}})):
-        with pytest.raises(ValueError, match="unknown cell 'gru': valid names are %s" % valid):
+    for bad in (dict(cells=["rnn", "elman"]), dict(cells="rnn,elman"),
+                dict(cell_options={"elman": {"activation": "tanh"}})):
+        with pytest.raises(ValueError, match="unknown cell 'elman': valid names are %s" % valid):
             norms.run(out=str(tmp_path), verbose=False, **dict(TINY, **bad))
     assert not (tmp_path / "results.json").exists()                 # failed before training
     with pytest.raises(ValueError, match="listed twice"):

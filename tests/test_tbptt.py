@@ -159,7 +159,7 @@ def test_loss_and_grad_errors():
     with pytest.raises(TypeError, match="unexpected option"):
         tbptt.loss_and_grad(P, u, y, 2, mu=0.5, **kw)
     with pytest.raises(ValueError, match="unknown cell"):
-        tbptt.loss_and_grad(P, u, y, 2, cell="gru", output="sigmoid", loss="bce")
+        tbptt.loss_and_grad(P, u, y, 2, cell="elman", output="sigmoid", loss="bce")
 
 
 def test_window_ends_loss_is_the_mean_over_window_ends():

@@ -159,7 +159,7 @@ def test_second_call_allocates_no_buffer(case):
 
 @pytest.mark.only_backend("numpy", reason="tracemalloc sees host memory only")
 @pytest.mark.parametrize("case", ["cell-rnn", "cell-lstm", "cell-momentum_rnn", "cell-indrnn",
-                                  "cell-momentum_lstm", "coadjoint-G23"])
+                                  "cell-momentum_lstm", "cell-gru", "coadjoint-G23"])
 def test_steady_state_allocates_no_trajectory_sized_memory(case):
     """A larger problem (T = 60, B = 64, m = 48: one (T, B, m) array is 1.4 MiB): after the
     first call, a call's peak of new host memory stays under a quarter of that."""

@@ -164,9 +164,10 @@ def generate(cell, params, u_first, steps, feedback, state0=None, **options):
 
 
 # --- the cells, registered on import (imported here, after the registry exists)
-from . import indrnn, lstm, momentum, momentum_lstm  # noqa: E402
+from . import gru, indrnn, lstm, momentum, momentum_lstm  # noqa: E402
 
 register("momentum_rnn", momentum)
 register("lstm", lstm)
 register("momentum_lstm", momentum_lstm)
 register("indrnn", indrnn)
+register("gru", gru)

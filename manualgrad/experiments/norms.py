@@ -62,7 +62,7 @@ CELL_OPTIONS = {"rnn": {"activation": "tanh"},
 MomentumRNN authors' values)."""
 
 COLORS = {"rnn": "tab:blue", "lstm": "tab:green", "momentum_lstm": "tab:olive",
-          "indrnn": "tab:purple", "momentum_rnn": "tab:orange"}
+          "indrnn": "tab:purple", "momentum_rnn": "tab:orange", "gru": "tab:brown"}
 
 DEFAULTS = dict(cells=None, cell_options=None, n=2000, n_test=400, T=50, p=5,
                 informative_step=4, hidden=32, epochs=5, batch_size=32, lr=1e-2, clip=5.0,

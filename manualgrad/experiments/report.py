@@ -43,7 +43,7 @@ DEFAULT_OUT = "results/report"
 
 COLORS = {"adjoint": "tab:blue", "coadjoint": "tab:red", "lstm": "tab:green",
           "rnn": "tab:blue", "indrnn": "tab:purple", "momentum_rnn": "tab:orange",
-          "momentum_lstm": "tab:olive"}
+          "momentum_lstm": "tab:olive", "gru": "tab:brown"}
 """Colours of familiar run labels (JP figures: adjoint blue, coadjoint red, LSTM green); other
 labels take matplotlib's colour cycle in order."""
 
