@@ -7,6 +7,9 @@
     manualgrad report RESULTS... [--out FOLDER] [--metric NAME]
                                      figures and tables over seeds from saved records
     manualgrad study ltg [--quick]   an experiment over seeds x settings, in parallel processes
+    manualgrad data [--mnist-idx DIR]
+                                     the data sets of data.load: sizes, views, where each comes
+                                     from, whether it is present here, how to get it
     manualgrad check                 finite-difference check of the RNN gradient on random cases
     manualgrad info                  version, backends available, default dtype
 """
@@ -137,6 +140,24 @@ def _cmd_check(args):
     return 0 if worst < 1e-7 else 1
 
 
+def _cmd_data(args):
+    """List the data sets of the registry (:func:`manualgrad.data.datasets`): name, whether it
+    is here, sizes and views, where it comes from, and how to get a missing one."""
+    from .data import registry
+    rows = registry.datasets(mnist_folder=args.mnist_idx)
+    state = {True: "present", False: "missing", None: "needs a folder"}
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        views = ", ".join("%s (T=%d, p=%d)" % (v, T, p) for v, (T, p) in r["views"].items())
+        print("%-*s  %-14s %s" % (width, r["name"], state[r["available"]], r["description"]))
+        print("%*s  %d train + %d test; views: %s" % (width, "", r["train"], r["test"], views))
+        print("%*s  source: %s" % (width, "", r["source"]))
+        print("%*s  %s %s" % (width, "", "here:" if r["available"] else "to get it:", r["where"]))
+    print("\nLoad one: from manualgrad import data; "
+          "(u, y), (u_test, y_test) = data.load('mnist-5k', view='columns')  (docs/data.md)")
+    return 0
+
+
 def _cmd_info(args):
     ok, why = backend.cupy_available()
     print("manualgrad %s" % __version__)
@@ -177,6 +198,14 @@ def main(argv=None):
                                          "(mean and spread over seeds) in --out.")
     from .experiments import report as _report
     _report.add_arguments(p_report)
+    p_data = sub.add_parser("data", help="the registered data sets: where each comes from and "
+                            "whether it is present", description="List the data sets that "
+                            "manualgrad.data.load(name) reads (all offline): their sizes and "
+                            "views, where each comes from, whether it is present here, and how "
+                            "to get a missing one (pip install '.[data]'; apt-get install "
+                            "dataset-fashion-mnist). Exit status 0 either way.")
+    p_data.add_argument("--mnist-idx", metavar="FOLDER", default=None,
+                        help="a folder holding MNIST's four IDX files, to check for mnist-idx")
     p_check = sub.add_parser("check", help="finite-difference check of the RNN gradients")
     p_check.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="version and available backends")
@@ -209,6 +238,8 @@ def main(argv=None):
                 parser.error("study: give a study name, one of %s (then --help for its options)"
                              % ", ".join(STUDIES))
             return _cmd_study(args)
+        if args.command == "data":
+            return _cmd_data(args)
         if args.command == "check":
             return _cmd_check(args)
         if args.command == "info":

@@ -162,23 +162,23 @@ def _candidates(name):
     return [name, name + ".gz", dotted, dotted + ".gz"]
 
 
-def _load_pair(root, split):
+def _load_pair(root, split, hint=MNIST_HINT, what="MNIST"):
     img_name, lab_name = MNIST_FILES[split]
-    img_path = find_first(root, _candidates(img_name), what="MNIST %s images" % split,
-                          hint=MNIST_HINT)
-    lab_path = find_first(root, _candidates(lab_name), what="MNIST %s labels" % split,
-                          hint=MNIST_HINT)
+    img_path = find_first(root, _candidates(img_name), what="%s %s images" % (what, split),
+                          hint=hint)
+    lab_path = find_first(root, _candidates(lab_name), what="%s %s labels" % (what, split),
+                          hint=hint)
     images = read_idx(img_path, expect_magic=MAGIC_IMAGES)
     labels = read_idx(lab_path, expect_magic=MAGIC_LABELS)
     if images.shape[0] != labels.shape[0]:
-        raise ValueError("MNIST %s: %s holds %d images but %s holds %d labels; the files do "
+        raise ValueError("%s %s: %s holds %d images but %s holds %d labels; the files do "
                          "not belong together (re-download them). %s"
-                         % (split, img_path, images.shape[0], lab_path, labels.shape[0],
-                            MNIST_HINT))
+                         % (what, split, img_path, images.shape[0], lab_path, labels.shape[0],
+                            hint))
     return images, labels
 
 
-def load_mnist(folder):
+def load_mnist(folder, hint=MNIST_HINT, what="MNIST"):
     """``((x_train, y_train), (x_test, y_test))`` from the four MNIST IDX files in ``folder``.
 
     Images are host uint8 arrays (n, 28, 28), labels host uint8 arrays (n,) (60000 and 10000
@@ -186,7 +186,9 @@ def load_mnist(folder):
     Expected names in :data:`MNIST_FILES` (``.gz`` optional). Only files inside ``folder`` are
     read (:mod:`manualgrad.data._paths`). Turn them into sequences with
     :func:`manualgrad.data.digits.sequences_from_images` or
-    :func:`~manualgrad.data.digits.mnist_sequences`.
+    :func:`~manualgrad.data.digits.mnist_sequences`. ``hint`` (where to get the files) ends
+    every missing-file error; ``what`` names the data set in messages (the registry passes
+    Fashion-MNIST's, :mod:`manualgrad.data.registry`).
     """
-    root = require_dir(folder, "MNIST folder", hint=MNIST_HINT)
-    return _load_pair(root, "train"), _load_pair(root, "test")
+    root = require_dir(folder, "%s folder" % what, hint=hint)
+    return _load_pair(root, "train", hint, what), _load_pair(root, "test", hint, what)
