@@ -12,14 +12,22 @@ workspace then holds the same amount):
   peak grows by one (B, n) state per step;
 * ``method="continuous"`` (BW Theorem 1) integrates [h, a, a_theta] backward from h(T) and stores
   nothing, so its peak does not grow with N (only the host list of grid times does, 8-32 bytes
-  per step).
+  per step);
+* ``method="checkpointed", checkpoints=c`` (X-CKPT, ``manualgrad.ode.checkpoint``) stores c states
+  and recomputes the others on Griewank's binomial schedule: at most c + 2 states whatever N, for
+  T(N, c) - (N - 1) forward steps done again (``--budgets``; each row also gives the schedule's
+  ``recomputed_steps`` and ``peak_states``).
 
 Prints a markdown table (peak KiB, the growth per step in units of one state B*n*8 bytes, time
-per call) and writes a figure. With ``--orders`` it also prints the table of docs/ode.md
-"Measured orders": the relative gap between the continuous and the discrete adjoint gradients
-as the step halves, per fixed-step solver, and the observed order log2(gap(N) / gap(2N)).
+per call) and writes a figure; with ``--budgets`` a second table and a two-panel figure (peak
+memory and time against N for every method, ``--ckpt-fig``). With ``--orders`` it also prints
+the table of docs/ode.md "Measured orders": the relative gap between the continuous and the
+discrete adjoint gradients as the step halves, per fixed-step solver, and the observed order
+log2(gap(N) / gap(2N)).
 
     python benchmarks/bench_ode_memory.py                       # figure docs/figures/ode_memory.png
+    python benchmarks/bench_ode_memory.py --threads 1 --steps 16 32 64 128 256 512 1024 \
+        --budgets 2 4 8 16 --fig ''     # docs/figures/ode_checkpoint.png (docs/ode.md 4.1)
     python benchmarks/bench_ode_memory.py --orders --json results/ode_memory.json
 """
 from __future__ import annotations
@@ -46,25 +54,90 @@ from manualgrad.ode import node, solvers  # noqa: E402
 
 FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_memory.png")
 ORDER_FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_adjoint_order.png")
+CKPT_FIG_DEFAULT = os.path.join(os.path.dirname(HERE), "docs", "figures", "ode_checkpoint.png")
 
 
-def measure_memory(B, n, H, steps, solver, seed):
+def measure_memory(B, n, H, steps, solver, seed, budgets=()):
+    """Peak traced bytes and seconds of one gradient per method and N; ``budgets``: also
+    method="checkpointed" with each checkpoints=c (keys ``ckpt<c>_...``, with the schedule's
+    ``recomputed_steps`` and ``peak_states``)."""
     rng = np.random.default_rng(seed)
     P = node.init_params(n, H, seed=seed)
     h0, y = rng.standard_normal((B, n)), rng.standard_normal((B, n))
+    methods = [("continuous", {}), ("discrete", {})] + [
+        ("ckpt%d" % c, {"method": "checkpointed", "checkpoints": c}) for c in budgets]
     rows = []
     for N in steps:
         row = {"steps": N}
-        for method in ("continuous", "discrete"):
+        for key, kw in methods:
+            kw = dict(kw) if kw else {"method": key}
+
             def call():  # fresh arrays: what one gradient needs (docs/workspace.md)
-                return node.loss_and_grad(P, h0, y, solver=solver, steps=N, method=method,
-                                          workspace=False)
-            row[method + "_peak_bytes"] = peak_bytes(call)
+                return node.loss_and_grad(P, h0, y, solver=solver, steps=N, workspace=False,
+                                          **kw)
+            row[key + "_peak_bytes"] = peak_bytes(call)
             t = time.perf_counter()
-            call()
-            row[method + "_seconds"] = time.perf_counter() - t
+            _, _, info = call()
+            row[key + "_seconds"] = time.perf_counter() - t
+            if kw["method"] == "checkpointed":
+                row[key + "_recomputed_steps"] = info["recomputed_steps"]
+                row[key + "_peak_states"] = info["peak_states"]
         rows.append(row)
     return rows
+
+
+def print_checkpointed(rows, B, n, H, solver, budgets):
+    state = B * n * 8
+    print("\nAll methods incl. the checkpointed discrete adjoint (X-CKPT), BW-NODE n=%d, H=%d, "
+          "B=%d, %s (one state = %.1f KiB); recomputed = forward steps done again, held = the "
+          "schedule's peak_states\n" % (n, H, B, solver, state / 1024))
+    keys = ["continuous", "discrete"] + ["ckpt%d" % c for c in budgets]
+    names = {"continuous": "continuous", "discrete": "discrete"}
+    names.update({"ckpt%d" % c: "checkpointed c=%d" % c for c in budgets})
+    print("| steps | method | peak (KiB) | ms | recomputed | held |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        for k in keys:
+            held = r.get(k + "_peak_states", r["steps"] + 1 if k == "discrete" else "")
+            print("| %d | %s | %.0f | %.1f | %s | %s |" % (
+                r["steps"], names[k], r[k + "_peak_bytes"] / 1024, 1e3 * r[k + "_seconds"],
+                r.get(k + "_recomputed_steps", 0 if k == "discrete" else ""), held))
+    a, b = rows[0], rows[-1]
+    dn = b["steps"] - a["steps"]
+    for k in keys:
+        per = (b[k + "_peak_bytes"] - a[k + "_peak_bytes"]) / dn
+        print("%s: growth %.3f states per step, time x%.2f of discrete at N=%d"
+              % (names[k], per / state, b[k + "_seconds"] / b["discrete_seconds"], b["steps"]))
+
+
+def plot_checkpointed(rows, B, n, H, solver, budgets, path):
+    """Two panels against N: peak traced memory and time per gradient, every method."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    N = [r["steps"] for r in rows]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    lines = [("discrete", "discrete (stores every state)", "o-"),
+             ("continuous", "continuous (BW Theorem 1)", "s-")] + [
+        ("ckpt%d" % c, "checkpointed, c = %d" % c, "^--") for c in budgets]
+    for key, label, style in lines:
+        ax.plot(N, [r[key + "_peak_bytes"] / 2 ** 20 for r in rows], style, label=label)
+        bx.plot(N, [1e3 * r[key + "_seconds"] for r in rows], style, label=label)
+    for a_, ylabel in ((ax, "peak traced memory (MiB)"), (bx, "time per gradient (ms)")):
+        a_.set_xscale("log", base=2)
+        a_.set_yscale("log")
+        a_.set_xlabel("solver steps N (%s)" % solver)
+        a_.set_ylabel(ylabel)
+        a_.grid(True, which="both", alpha=0.3)
+    ax.set_title("memory: checkpointed holds <= c + 2 states")
+    bx.set_title("time: T(N, c) - (N - 1) steps recomputed")
+    ax.legend(fontsize=8)
+    fig.suptitle("BW-NODE gradient, n=%d, H=%d, B=%d" % (n, H, B))
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print("wrote", path)
 
 
 def print_memory(rows, B, n, H, solver):
@@ -185,6 +258,10 @@ def main(argv=None):
     ap.add_argument("--solver", default="rk4", choices=[s for s in solvers.SOLVERS
                                                          if not solvers.SOLVERS[s].adaptive])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budgets", type=int, nargs="*", default=[],
+                    help="also method='checkpointed' with these checkpoints= (e.g. 2 4 8)")
+    ap.add_argument("--ckpt-fig", default=CKPT_FIG_DEFAULT,
+                    help="memory + time figure of all methods, with --budgets ('' for none)")
     ap.add_argument("--fig", default=FIG_DEFAULT, help="memory figure path ('' for none)")
     ap.add_argument("--orders", action="store_true", help="also the adjoint-order table + figure")
     ap.add_argument("--order-fig", default=ORDER_FIG_DEFAULT)
@@ -193,10 +270,14 @@ def main(argv=None):
     a = ap.parse_args(argv)
     print("python %s, numpy %s, %s" % (platform.python_version(), np.__version__,
                                        platform.processor() or platform.machine()))
-    rows = measure_memory(a.B, a.n, a.H, a.steps, a.solver, a.seed)
+    rows = measure_memory(a.B, a.n, a.H, a.steps, a.solver, a.seed, a.budgets)
     print_memory(rows, a.B, a.n, a.H, a.solver)
     if a.fig:
         plot_memory(rows, a.B, a.n, a.H, a.solver, a.fig)
+    if a.budgets:
+        print_checkpointed(rows, a.B, a.n, a.H, a.solver, a.budgets)
+        if a.ckpt_fig:
+            plot_checkpointed(rows, a.B, a.n, a.H, a.solver, a.budgets, a.ckpt_fig)
     record = {"settings": vars(a), "memory": rows}
     if a.orders:
         orders = measure_orders(a.seed)

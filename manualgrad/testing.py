@@ -21,6 +21,7 @@ problems are kept off their kinks (``assume_off_kinks``) and checked with the na
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,7 +33,8 @@ from . import backend, layered, rnn
 __all__ = ["HEADS", "seeds", "sizes", "hidden_activations", "heads", "rnn_problems", "RNNProblem",
            "CELL_HIDDEN", "CellProblem", "cell_problems", "LayeredProblem", "layered_problems",
            "OffKinks",
-           "ODE_HIDDEN", "ODE_HEADS", "NODEProblem", "node_problems"]
+           "ODE_HIDDEN", "ODE_HEADS", "NODEProblem", "node_problems", "field_states",
+           "implicit_node_problems", "HBNODEProblem", "hbnode_problems"]
 
 settings.register_profile(
     "manualgrad", deadline=None, max_examples=60, print_blob=True,
@@ -169,7 +171,7 @@ def rnn_problems(draw, max_T=6, max_B=4, max_p=4, max_m=6, max_l=4, hidden=HIDDE
 
 # ------------------------------------------------------------------------------ every cell
 CELL_HIDDEN = {"rnn": HIDDEN, "momentum_rnn": HIDDEN, "indrnn": ("relu", "tanh"),
-               "lstm": (None,), "momentum_lstm": (None,)}
+               "lstm": (None,), "momentum_lstm": (None,), "gru": (None,)}
 """The hidden activations :func:`cell_problems` draws by default, per cell (None: the cell has
 no choice, its gates are fixed)."""
 
@@ -273,6 +275,7 @@ def cell_problems(draw, cell, max_T=6, max_B=4, max_p=4, max_m=None, max_l=4, hi
       h0 = sigma(N(0, 0.5^2)) inside sigma's range (tanh, sigmoid, softplus), v0 ~ N(0, 0.5^2);
     - lstm, momentum_lstm: s in [0.3, 2], forget bias in [-1, 1]; momentum mu in [0, 0.95],
       step s in [0.1, 1.5]; h0 ~ N(0, 0.5^2), c0 ~ N(0, 1), v0 ~ N(0, 0.5^2);
+    - gru: s in [0.3, 1.5] (W, W_out), biases b, b_hn N(0, 0.3^2); h0 ~ N(0, 0.5^2);
     - indrnn: 1..``max_layers`` layers (or ``layers``), s in [0.3, 1.2], recurrent weights
       U(-1.2, 1.2) (negative and |w| > 1 covered); every h0_i ~ N(0, 0.5^2).
     """
@@ -285,7 +288,7 @@ def cell_problems(draw, cell, max_T=6, max_B=4, max_p=4, max_m=None, max_l=4, hi
     p = draw(sizes(max_p))
     m = draw(sizes(max_m or (6 if name == "rnn" else 5)))
     L = (draw(sizes(max_layers)) if layers is None else layers) if name == "indrnn" else 1
-    act = draw(st.sampled_from(CELL_HIDDEN[name] if hidden is None or name.endswith("lstm")
+    act = draw(st.sampled_from(CELL_HIDDEN[name] if hidden is None or CELL_HIDDEN[name] == (None,)
                                else hidden))
     output, loss_name = draw(st.sampled_from(head))
     l = draw(sizes(max_l, min_value=2 if output == "softmax" else 1))
@@ -461,3 +464,103 @@ def node_problems(draw, solvers=("euler", "midpoint", "rk4", "dopri5"), max_n=3,
     kw = dict(t0=t0, t1=t0 + T, solver=solver, activation=act, output=output, loss=loss_name)
     kw.update(dict(rtol=1e-3, atol=1e-5) if solver == "dopri5" else dict(steps=steps))
     return NODEProblem(params, h0, y, kw, seed)
+
+
+@st.composite
+def field_states(draw, kinds=("node", "linear", "hbnode"), max_n=3, max_H=4, max_B=3):
+    """Strategy for ``(field, t, z, theta)``: a vector field with a closed-form Jacobian ``jac``
+    (X-IMPL) at a random state: a BW-NODE field (smooth activation, time input or not), a
+    LinearField reading A from theta, or an HBNODE field (fixed or learned gamma); z (B, N) and
+    theta on the active backend (theta validated by the field's ``check``)."""
+    from .ode import hbnode, node
+    kind = draw(st.sampled_from(kinds))
+    n, H, B = draw(sizes(max_n)), draw(sizes(max_H)), draw(sizes(max_B))
+    seed = draw(seeds())
+    rng = backend.host_rng(seed)
+    t = draw(st.floats(-1.0, 1.0))
+    if kind == "node":
+        time_input = draw(st.booleans())
+        fld = node.NODEField(draw(st.sampled_from(ODE_HIDDEN)), time_input=time_input)
+        theta = node.init_params(n, H, seed=seed, time_input=time_input, bias_scale=0.5)
+        N = n
+    elif kind == "linear":
+        fld = node.LinearField()
+        theta = {"A": rng.standard_normal((n, n))}
+        N = n
+    else:
+        learn = draw(st.booleans())
+        fld = hbnode.HBNODEField(draw(st.sampled_from(ODE_HIDDEN)), learn_gamma=learn,
+                                 gamma=draw(st.floats(0.0, 2.0)))
+        theta = hbnode.init_params(n, H, seed=seed, learn_gamma=learn)
+        N = 2 * n
+    z = backend.asarray(rng.standard_normal((B, N)))
+    return fld, t, z, fld.check(theta, z)
+
+
+@st.composite
+def implicit_node_problems(draw, solvers=("beuler", "sdirk2"), max_steps=4):
+    """:func:`node_problems` for the implicit solvers (X-IMPL) with enough steps that
+    h L <= 1/2, L = ||theta2||_2 ||theta1||_2 >= the Lipschitz constant of f (|sigma'| <= 1):
+    then every stage equation Z = r + h a_ii f(Z) is a contraction in Z, with a unique
+    solution. (On a field expanding faster than 1/(h a_ii), backward Euler's equation can have
+    no solution, and Newton rightly raises.)"""
+    prob = draw(node_problems(solvers=solvers, max_steps=max_steps))
+    kw = prob.kwargs
+    np = backend.np
+    L = (np.linalg.norm(backend.to_numpy(prob.params["theta2"]), 2)
+         * np.linalg.norm(backend.to_numpy(prob.params["theta1"]), 2))
+    kw["steps"] = max(kw["steps"], math.ceil(2 * L * (kw["t1"] - kw["t0"])))
+    return prob
+
+
+@dataclass
+class HBNODEProblem:
+    """A random, well-scaled HBNODE problem (:mod:`manualgrad.ode.hbnode`): ``params`` (theta1,
+    b1, theta2, b2 [gamma_raw] [W_out, b_out]), ``h0``, ``m0`` (B, n) and targets ``y`` on the
+    active backend; ``kwargs``: the solve, field and head settings of ``hbnode.loss_and_grad``."""
+
+    params: dict
+    h0: object
+    m0: object
+    y: object
+    kwargs: dict
+    seed: int
+
+    def loss_and_grad(self, **extra):
+        from .ode import hbnode
+        return hbnode.loss_and_grad(self.params, self.h0, self.m0, self.y,
+                                    **dict(self.kwargs, **extra))
+
+
+@st.composite
+def hbnode_problems(draw, solvers=("euler", "midpoint", "rk4", "dopri5"), max_n=3, max_H=4,
+                    max_B=3, max_steps=4, hidden=ODE_HIDDEN, head=ODE_HEADS):
+    """Strategy for :class:`HBNODEProblem` (X-NODE-HVP tests): as :func:`node_problems`, with
+    gamma fixed in [0, 2] or learned (gamma0 in [0.1, 0.9]) and m0 ~ N(0, 1)."""
+    from .ode import hbnode
+    n, H, B = draw(sizes(max_n)), draw(sizes(max_H)), draw(sizes(max_B))
+    seed = draw(seeds())
+    act = draw(st.sampled_from(hidden))
+    learn = draw(st.booleans())
+    l = draw(st.one_of(st.none(), sizes(3)))
+    output, loss_name = draw(st.sampled_from(head))
+    solver = draw(st.sampled_from(solvers))
+    steps = draw(sizes(max_steps))
+    t0 = draw(st.floats(-0.5, 0.5))
+    T = draw(st.floats(0.3, 1.5))
+    rng = backend.host_rng(seed)
+    params = hbnode.init_params(n, H, seed=seed, scale=draw(st.floats(0.3, 1.5)),
+                                learn_gamma=learn, gamma0=draw(st.floats(0.1, 0.9)), l=l,
+                                bias_scale=0.5)
+    h0 = backend.asarray(rng.standard_normal((B, n)))
+    m0 = backend.asarray(rng.standard_normal((B, n)))
+    lo = n if l is None else l
+    if loss_name == "bce":
+        y = backend.asarray(rng.uniform(0.05, 0.95, (B, lo)))
+    else:
+        y = _targets(rng, loss_name, (B,), lo)
+    kw = dict(t0=t0, t1=t0 + T, solver=solver, activation=act, output=output, loss=loss_name)
+    if not learn:
+        kw["gamma"] = draw(st.floats(0.0, 2.0))
+    kw.update(dict(rtol=1e-3, atol=1e-5) if solver == "dopri5" else dict(steps=steps))
+    return HBNODEProblem(params, h0, m0, y, kw, seed)

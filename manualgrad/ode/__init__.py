@@ -8,7 +8,8 @@ head and the registry of gradient methods, ``METHODS``), :mod:`~manualgrad.ode.n
 neural ODE field, its loss and gradients, Lemma 1), :mod:`~manualgrad.ode.hbnode` (the
 heavy-ball neural ODE, BW Theorems 2-4) and :mod:`~manualgrad.ode.linear` (host-side linear
 theory of the heavy-ball ODE; import it explicitly: ``from manualgrad.ode import linear``, it
-needs scipy).
+needs scipy); :mod:`~manualgrad.ode.hvp` (Hessian-vector products through the discrete solve,
+X-NODE-HVP: ``node.hvp``, ``hbnode.hvp``; the fields' ``tangent`` and ``vjp_jvp``).
 
 Vector-field protocol: ``field.f(t, z, theta) -> (B, n)`` and
 ``field.vjp(t, z, theta, a) -> (a @ df/dz, {name: sum_b a . df/dtheta[name]})``; optional
@@ -17,10 +18,10 @@ solves ``field.f_into(t, z, theta, out, ws)`` and ``field.vjp_into(t, z, theta, 
 out_theta, ws)``. ``loss_and_grad`` takes ``workspace=`` (docs/workspace.md). A state, adjoint
 or loss that is no longer finite raises FloatingPointError naming the step. See docs/ode.md.
 """
-from . import adjoint, gradient, hbnode, node, solvers
+from . import adjoint, gradient, hbnode, hvp, node, solvers
 from .adjoint import continuous_adjoint, discrete_adjoint
 from .node import LinearField, NODEField
 from .solvers import SOLVERS, odeint, odeint_grid
 
-__all__ = ["adjoint", "gradient", "hbnode", "node", "solvers", "continuous_adjoint",
+__all__ = ["adjoint", "gradient", "hbnode", "hvp", "node", "solvers", "continuous_adjoint",
            "discrete_adjoint", "LinearField", "NODEField", "SOLVERS", "odeint", "odeint_grid"]

@@ -24,6 +24,13 @@ of theta and z0): the result is the exact gradient of ``odeint_grid(field, z0, t
 step-size controller is piecewise smooth in the inputs through its error estimates; its
 derivative is ignored, as in every adjoint method for adaptive solvers.)
 
+**Implicit solvers** (catalog row X-IMPL; ``solver="beuler"``/``"sdirk2"``): the discrete
+sweep of an implicit step adds one transposed linear solve per stage,
+(I - h A_ii J_i)^T w_i^T = Kbar_i^T, before the vjp at Z_i (eqs. I5-I8 of
+:mod:`~manualgrad.ode.implicit`); the continuous adjoint solves each backward stage of the
+block-triangular augmented system by Newton on z and a transposed solve on a. Both dispatch on
+``tab.implicit`` to :mod:`~manualgrad.ode.implicit`.
+
 **Continuous adjoint** (:func:`continuous_adjoint`, BW Theorem 1, eqs. (3), (8)-(11)): integrate
 the augmented state [z, a, a_theta] backward from t1 to t0 with any solver,
 
@@ -137,12 +144,15 @@ def _sweep(field, sol, theta, a1, ws=None, locate=False):
     if sol.zs is None:
         raise ValueError("discrete_adjoint needs the stored states sol.zs: solve with "
                          "record=True (or use continuous_adjoint, which stores nothing)")
-    tab = _solvers.get_solver(sol.solver)
+    tab = sol.tableau if sol.tableau is not None else _solvers.get_solver(sol.solver)
     check = getattr(field, "check", None)
     if callable(check):
         theta = check(theta, sol.zs[0])
     a1 = _check_cotangent(a1, sol.z1)
     grads = zeros_like_params(theta)  # the result: dL/dtheta accumulates here
+    if tab.implicit:  # X-IMPL: a transposed linear solve per stage (implicit.py, eqs. I5-I8)
+        from . import implicit as _implicit
+        return _implicit.sweep(field, sol, theta, a1, tab, grads, locate)
     s = tab.prop_stages
     A, b, c = tab.A, tab.b, tab.c
     xp = backend.xp()
@@ -297,9 +307,15 @@ def continuous_sweep(field, z1, theta, a1, t0, t1, solver="rk4", steps=None, h=N
     y1 = (z1, a1) + a_theta1.parts
     grid, rtol, atol, max_steps, first_step = _solvers.solve_settings(
         tab, t0, t1, steps, h, rtol, atol, max_steps, first_step)
-    y, ts, ys, _, acc, rej = _solvers.integrate_into(
-        fun, y1, tab, None if grid is None else grid[::-1], t1, t0, rtol, atol, max_steps,
-        first_step, record, "continuous_adjoint (backward from t1 to t0)", ws, "ode.adj")
+    if tab.implicit:  # X-IMPL: Newton on z, a transposed solve on a (implicit.py)
+        from . import implicit as _implicit
+        y, ts, ys, acc, rej = _implicit.augmented_backward(counted, z1, a1, theta, tab,
+                                                           grid[::-1], record)
+    else:
+        y, ts, ys, _, acc, rej = _solvers.integrate_into(
+            fun, y1, tab, None if grid is None else grid[::-1], t1, t0, rtol, atol, max_steps,
+            first_step, record, "continuous_adjoint (backward from t1 to t0)", ws, "ode.adj",
+            diagnose=_solvers.stall_diagnosis(field, theta))
     grads = {k: y[2 + i] for i, k in enumerate(keys)}
     return AdjointResult(
         a0=y[1], grads=grads, z0=y[0], nfe=counted.nfe, nvjp=counted.nvjp, steps=acc,

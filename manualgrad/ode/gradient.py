@@ -15,11 +15,14 @@ after that is the same for every model and lives here, once::
     (dF/dz0, dF/dtheta) = METHODS[method](field, solution, theta, a(T))
 
 The methods are a registry, :data:`METHODS`: ``"discrete"`` (reverse mode through the solver's
-own steps, :func:`~manualgrad.ode.adjoint.discrete_sweep`; needs the recorded trajectory) and
+own steps, :func:`~manualgrad.ode.adjoint.discrete_sweep`; needs the recorded trajectory),
 ``"continuous"`` (BW Theorem 1, eqs. (3), (8)-(11): the augmented state integrated backward,
-:func:`~manualgrad.ode.adjoint.continuous_sweep`; stores nothing). A new method (a checkpointed
-adjoint, an implicit solver's adjoint) is one :class:`Method` added to the registry: every model
-gets it, with the same readout, head, info and workspace rules.
+:func:`~manualgrad.ode.adjoint.continuous_sweep`; stores nothing) and ``"checkpointed"``
+(X-CKPT, :mod:`~manualgrad.ode.checkpoint`: the discrete adjoint from ``checkpoints`` stored
+states, segments recomputed on Griewank's binomial schedule; its Method has its own forward
+pass and reports its schedule in ``info``). A new method (an implicit solver's adjoint) is one
+:class:`Method` added to the registry: every model gets it, with the same readout, head, info
+and workspace rules.
 
 Non-finite values: the solves raise FloatingPointError when a state is no longer finite
 (:mod:`~manualgrad.ode.solvers`), the discrete sweep when the adjoint is; :func:`loss_and_grad`
@@ -33,15 +36,17 @@ arrays: F, the gradients and every array of ``info``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from .. import backend, losses
 from .._validate import float_array
 from . import adjoint as _adjoint
+from . import checkpoint as _checkpoint
 from . import solvers as _solvers
 
 __all__ = ["READOUT_NAMES", "WHOLE", "Whole", "Method", "METHODS", "method_names",
-           "check_method", "check_readout", "readout", "head_loss", "loss_and_grad"]
+           "check_method", "check_checkpoints", "check_readout", "readout", "head_loss",
+           "loss_and_grad"]
 
 READOUT_NAMES = ("W_out", "b_out")
 """The readout's parameters, W_out (l, n) and b_out (l,); never passed to the field."""
@@ -117,12 +122,19 @@ class Method:
     theta, aT, opts, ws) -> (a0, grads, steps_backward)``: dF/dz0 (may be a workspace buffer),
     {name: dF/dtheta[name]} for every key of theta (the caller's own arrays) and the number of
     backward steps; ``opts`` holds the forward and adjoint settings of :func:`loss_and_grad`.
+
+    Optional: ``forward(field, z0, P, opts, ws) -> Solution`` replaces the plain forward solve
+    (the checkpointed adjoint stores its checkpoints on the way), and ``report(sol) -> dict``
+    adds the method's own keys (``info_keys``) to ``info`` after the sweep.
     """
 
     name: str
     record: bool
     sweep: Callable
     description: str = ""
+    forward: Optional[Callable] = None
+    report: Optional[Callable] = None
+    info_keys: tuple = ()
 
 
 def _discrete(field, sol, theta, aT, opts, ws):
@@ -149,6 +161,24 @@ def _continuous(field, sol, theta, aT, opts, ws):
     return res.a0, g, res.steps
 
 
+def _checkpointed_forward(field, z0, P, opts, ws):
+    return _checkpoint.forward(field, z0, P, opts["t0"], opts["t1"], opts["solver"],
+                               opts["steps"], opts["h"], opts["rtol"], opts["atol"],
+                               opts["max_steps"], opts["checkpoints"], ws)
+
+
+def _checkpointed(field, sol, theta, aT, opts, ws):
+    a0, g = _checkpoint.sweep(field, sol, theta, aT, ws)  # X-CKPT; g: new arrays
+    return a0, g, sol.steps
+
+
+def _checkpointed_report(sol):
+    s = sol.schedule
+    return {"checkpoints": s.checkpoints, "checkpoint_steps": list(s.checkpoint_steps),
+            "stored_states": s.stored_states, "recomputed_steps": sol.recomputed,
+            "peak_states": s.peak_states}
+
+
 METHODS = {
     "discrete": Method("discrete", True, _discrete,
                        "exact gradient of the computed solution: reverse mode through the "
@@ -156,6 +186,12 @@ METHODS = {
     "continuous": Method("continuous", False, _continuous,
                          "BW Theorem 1: [z, a, a_theta] integrated backward with adjoint_solver "
                          "(stores nothing; the gradient of the exact flow up to O(h^p))"),
+    "checkpointed": Method("checkpointed", False, _checkpointed,
+                           "the discrete adjoint from `checkpoints` stored states: segments "
+                           "recomputed on a binomial (revolve) schedule (X-CKPT)",
+                           forward=_checkpointed_forward, report=_checkpointed_report,
+                           info_keys=("checkpoints", "checkpoint_steps", "stored_states",
+                                      "recomputed_steps", "peak_states")),
 }
 """Registry name -> :class:`Method`: the gradient methods every ODE model offers."""
 
@@ -172,11 +208,27 @@ def check_method(method):
     return METHODS[method]
 
 
+def check_checkpoints(checkpoints, method):
+    """The checkpoint budget of ``method``: an int >= 1 for 'checkpointed' (required there,
+    :func:`~manualgrad.ode.checkpoint.check_checkpoints`), None for the others (ValueError if
+    given: they store all states or none)."""
+    if method == "checkpointed":
+        if checkpoints is None:
+            raise ValueError("method='checkpointed' needs checkpoints= (an integer >= 1: the "
+                             "number of forward states stored at once, z0 included; e.g. "
+                             "checkpoints=8)")
+        return _checkpoint.check_checkpoints(checkpoints, method)
+    if checkpoints is not None:
+        raise ValueError("checkpoints=%r is used only by method='checkpointed', got method=%r"
+                         % (checkpoints, method))
+    return None
+
+
 # ============================================================================ entry point
 def loss_and_grad(field, z0, P, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None,
                   method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, output="identity",
                   loss="mse", adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None,
-                  adjoint_atol=None, packing=WHOLE, ws=None):
+                  adjoint_atol=None, packing=WHOLE, ws=None, checkpoints=None):
     """``(F, grads, info)``: a loss on h(T) of the solve of ``field`` from z0 and its gradient.
 
     Parameters
@@ -188,13 +240,16 @@ def loss_and_grad(field, z0, P, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=N
         on h(T)); the field gets every other key.
     y : targets for the head.
     t0, t1, solver, steps, h, rtol, atol, max_steps : the forward solve (``solvers.odeint``).
-    method : a name of :data:`METHODS` ('discrete' or 'continuous').
+    method : a name of :data:`METHODS` ('discrete', 'continuous' or 'checkpointed').
     output, loss : the head (default identity + mse: F = mean_b 1/2 ||o_b - y_b||^2).
     adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol : the backward solve of
         'continuous' (default: the forward settings; a fixed-step adjoint_solver after a dopri5
         forward solve needs adjoint_steps).
     packing : which part of z(T) the loss reads (:class:`Whole`: all of it).
     ws : the caller's resolved workspace (:func:`manualgrad.backend.workspace_scope`), or None.
+    checkpoints : 'checkpointed' only (and required there): the number c >= 1 of forward states
+        stored at once, z0 included (:mod:`~manualgrad.ode.checkpoint`, X-CKPT); checked before
+        any work.
 
     Returns
     -------
@@ -202,14 +257,25 @@ def loss_and_grad(field, z0, P, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=N
     info : ``grad_z0`` = dF/dz0 (B, N), ``zT`` (B, N), ``hT`` = packing.observe(zT),
     ``aT`` = dF/dz(T) (B, N), ``nfe_forward``, ``nfe_backward`` (f calls of the backward pass),
     ``nvjp_backward``, ``steps_forward``, ``steps_backward``, ``ts`` (forward grid, host list),
-    ``method``, ``solver``. Every array is the caller's own.
+    ``method``, ``solver``; with 'checkpointed' also ``checkpoints`` (c), ``checkpoint_steps``
+    (the steps the forward pass stored, 0 first), ``stored_states`` (their number),
+    ``recomputed_steps`` (forward steps done again by the sweep: T(N, c) - (N - 1), dopri5
+    T(N, c) + 1) and ``peak_states`` (most forward states held at once, <= c + 2; 'discrete'
+    holds N + 1). Every array is the caller's own.
     """
     meth = check_method(method)
+    checkpoints = check_checkpoints(checkpoints, method)
+    opts = dict(t0=t0, t1=t1, solver=solver, steps=steps, h=h, rtol=rtol, atol=atol,
+                max_steps=max_steps, adjoint_solver=adjoint_solver, adjoint_steps=adjoint_steps,
+                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, checkpoints=checkpoints)
     fld = _solvers.Counted(field)
-    sol = _solvers.solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
-                         record=meth.record, ws=ws)
+    if meth.forward is not None:
+        sol = meth.forward(fld, z0, P, opts, ws)
+    else:
+        sol = _solvers.solve(fld, z0, P, t0, t1, solver, steps, h, rtol, atol, max_steps,
+                             record=meth.record, ws=ws)
     nfe_forward = fld.nfe
-    zT = _solvers.fresh(sol.z1, ws)  # returned in info: the caller's own
+    zT = sol.z1.copy()  # returned in info: the caller's own, not a view into the trajectory
     hT = packing.observe(zT)
     with backend.errstate(over="ignore", invalid="ignore"):  # non-finite F, aT raise below
         o = readout(P, hT)
@@ -232,9 +298,6 @@ def loss_and_grad(field, z0, P, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=N
         _overflowing_loss(F, zT, method, output, loss)
     theta = {k: v for k, v in P.items() if k not in READOUT_NAMES}
     fld.nfe = 0
-    opts = dict(solver=solver, steps=steps, h=h, rtol=rtol, atol=atol, max_steps=max_steps,
-                adjoint_solver=adjoint_solver, adjoint_steps=adjoint_steps,
-                adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol)
     a0, g, steps_back = meth.sweep(fld, sol, theta, aT, opts, ws)
     grads = dict(g)
     grads.update(readout_grads)
@@ -242,7 +305,10 @@ def loss_and_grad(field, z0, P, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=N
     info = {"grad_z0": _solvers.fresh(a0, ws), "zT": zT, "hT": hT, "aT": aT,
             "nfe_forward": nfe_forward, "nfe_backward": fld.nfe, "nvjp_backward": fld.nvjp,
             "steps_forward": sol.steps, "steps_backward": steps_back, "ts": sol.ts,
-            "method": method, "solver": sol.solver}
+            "method": method, "solver": sol.solver,
+            "solve": sol.diagnostics()}  # X-IMPL: hs range, rejections, Newton iterations
+    if meth.report is not None:
+        info.update(meth.report(sol))
     return F, grads, info
 
 

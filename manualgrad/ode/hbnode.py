@@ -49,10 +49,12 @@ import math
 from .. import activations, backend
 from .._validate import float_array, number, params_mapping, positive_int
 from . import gradient as _gradient
+from . import hvp as _hvp
 from . import solvers as _solvers
 
 __all__ = ["FIELD_NAMES", "HBNODEField", "init_params", "adjoint_rhs", "gamma_rhs", "split",
-           "Position", "POSITION", "check_params", "forward", "loss", "loss_and_grad"]
+           "Position", "POSITION", "check_params", "forward", "loss", "loss_and_grad",
+           "hvp"]
 
 FIELD_NAMES = ("theta1", "b1", "theta2", "b2")
 """Parameters of f (BW-NODE's theta2 sigma(theta1 h) with biases); "gamma_raw" too if learned."""
@@ -268,6 +270,74 @@ class HBNODEField:
         Jv = ((v_h @ theta["theta1"].T) * self.act.grad(u, None)) @ theta["theta2"].T
         return backend.xp().concatenate([v_m, Jv - g * v_m], axis=1)
 
+    def jac(self, t, z, theta):
+        """X-IMPL: dF/dz = [[0, I], [J(h), -gamma I]] per example, (B, 2n, 2n), J = df/dh
+        (:meth:`jacobian`): the Newton matrix of the implicit solvers (manualgrad.ode.implicit)."""
+        xp = backend.xp()
+        h, _ = split(z)
+        B, n = h.shape
+        g = self.gamma_of(theta)
+        eye = xp.eye(n, dtype=z.dtype)
+        out = xp.zeros((B, 2 * n, 2 * n), dtype=z.dtype)
+        out[:, :n, n:] = eye  # dh/dt = m
+        out[:, n:, :n] = self.jacobian(t, h, theta)  # d(f(h) - gamma m)/dh
+        out[:, n:, n:] = -g * eye  # -gamma I (gamma a float, or (1,) when learned)
+        return out
+
+    # -- second order (X-NODE-HVP) ----------------------------------------------------------------
+    def _gamma_dot(self, theta, dtheta):
+        """(gamma, gamma_dot): gamma_dot = gamma (1 - gamma) dgamma_raw when learned, else 0."""
+        g = self.gamma_of(theta)
+        return (g, g * (1.0 - g) * dtheta["gamma_raw"]) if self.learn_gamma else (g, 0.0)
+
+    def tangent(self, t, z, theta, dz, dtheta):
+        """X-NODE-HVP: F_dot = d/de F(z + e dz, theta + e dtheta) at e = 0, (B, 2n)::
+
+            u_dot = dh theta1^T + h dtheta1^T + db1
+            F_dot = [dm, (sigma'(u) o u_dot) theta2^T + sigma(u) dtheta2^T + db2
+                         - gamma dm - gamma_dot m]
+        """
+        (h, m), (dh, dm) = split(z), split(dz)
+        g, g_dot = self._gamma_dot(theta, dtheta)
+        u = self._pre(h, theta)
+        s = self.act.f(u)
+        u_dot = dh @ theta["theta1"].T + h @ dtheta["theta1"].T + dtheta["b1"]
+        f_dot = (self.act.grad(u, s) * u_dot) @ theta["theta2"].T + s @ dtheta["theta2"].T \
+            + dtheta["b2"]
+        return backend.xp().concatenate([dm, f_dot - g * dm - g_dot * m], axis=1)
+
+    def vjp_jvp(self, t, z, theta, a, dz, dtheta):
+        """X-NODE-HVP: the tangent of :meth:`vjp` along (dz, dtheta) with the row a held fixed.
+
+        Returns ``(d/de [a dF/dz], {name: d/de [sum_b a dF/dtheta[name]]})``; with
+        delta = (a_m theta2) o sigma'(u) as in :meth:`vjp`::
+
+            delta_dot       = (a_m dtheta2) o sigma'(u) + (a_m theta2) o sigma''(u) o u_dot
+            (a dF/dz)_dot   = [delta_dot theta1 + delta dtheta1, -gamma_dot a_m]
+            dtheta1_dot     = sum_b [delta_dot^T h + delta^T dh]     db1_dot = sum_b delta_dot
+            dtheta2_dot     = sum_b a_m^T (sigma'(u) o u_dot)        db2_dot = 0
+            dgamma_raw_dot  = -gamma (1 - gamma) [sum_b a_m . dm
+                                                  + (1 - 2 gamma) dgamma_raw sum_b a_m . m]
+        """
+        (h, m), (dh, dm), (_, a_m) = split(z), split(dz), split(a)
+        g, g_dot = self._gamma_dot(theta, dtheta)
+        u = self._pre(h, theta)
+        s = self.act.f(u)
+        sp, w = self.act.grad(u, s), a_m @ theta["theta2"]
+        u_dot = dh @ theta["theta1"].T + h @ dtheta["theta1"].T + dtheta["b1"]
+        delta = w * sp
+        delta_dot = (a_m @ dtheta["theta2"]) * sp + w * self.act.grad2(u, s) * u_dot
+        out = {k: backend.xp().zeros(tuple(v.shape), dtype=v.dtype) for k, v in theta.items()}
+        out["theta1"] = delta_dot.T @ h + delta.T @ dh
+        out["b1"] = delta_dot.sum(axis=0)
+        out["theta2"] = a_m.T @ (sp * u_dot)
+        if self.learn_gamma:
+            out["gamma_raw"] = -g * (1.0 - g) * ((a_m * dm).sum() + (1.0 - 2.0 * g)
+                                                 * dtheta["gamma_raw"] * (a_m * m).sum())
+        a_z = backend.xp().concatenate([delta_dot @ theta["theta1"] + delta @ dtheta["theta1"],
+                                        -g_dot * a_m], axis=1)
+        return a_z, out
+
     def adjoint_rhs(self, t, h, m, a_h, a_m, theta):
         """BW Theorem 2, sign fixed, with this field's sigma and gamma (:func:`adjoint_rhs`)."""
         return adjoint_rhs(t, h, m, a_h, a_m, theta, self.act, self.gamma_of(theta))
@@ -463,7 +533,7 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
                   method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, activation="tanh",
                   gamma=0.5, learn_gamma=None, output="identity", loss="mse", field=None,
                   adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None,
-                  adjoint_atol=None, workspace=True):
+                  adjoint_atol=None, workspace=True, checkpoints=None):
     """``(F, grads, info)``: a loss on h(T) of the HBNODE and its gradient, two ways.
 
     A thin wrapper of :func:`manualgrad.ode.gradient.loss_and_grad` with the state packing
@@ -479,7 +549,10 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
     t0, t1, solver, steps, h, rtol, atol, max_steps : the forward solve.
     method : 'discrete' (exact gradient of the computed solution) or 'continuous' (BW
         Theorem 1 on z = [h, m]: the adjoint system of BW Theorem 2 with the sign fixed,
-        integrated backward with ``adjoint_solver``/``adjoint_steps``/... as in node).
+        integrated backward with ``adjoint_solver``/``adjoint_steps``/... as in node), or
+        'checkpointed' (X-CKPT: the discrete gradient from ``checkpoints`` stored states).
+    checkpoints : 'checkpointed' only, required there: the number c >= 1 of states z = [h, m]
+        stored at once (z0 included), as in node.loss_and_grad.
     activation, gamma, learn_gamma, field : the field, HBNODEField(activation, learn_gamma,
         gamma) unless given; learn_gamma None means "params has gamma_raw".
     output, loss : the head (default identity + mse).
@@ -495,18 +568,21 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
     info : ``grad_h0``, ``grad_m0`` (B, n) = dF/dh0, dF/dm0; ``grad_z0`` (B, 2n); ``hT``,
     ``mT``; ``aT`` = dF/dz(T) (B, 2n); ``gamma`` (float); ``grad_gamma`` = dF/dgamma (float,
     when gamma is learned: the gamma_raw gradient / (gamma (1 - gamma)); else None); NFE and
-    step counts, ``ts``, ``method``, ``solver`` as in node.loss_and_grad.
+    step counts, ``ts``, ``method``, ``solver`` (and the checkpoint schedule of
+    'checkpointed') as in node.loss_and_grad.
 
     Raises FloatingPointError when the state, the adjoint or the loss is no longer finite.
     """
     _gradient.check_method(method)
+    _gradient.check_checkpoints(checkpoints, method)
     base = _field_for(field, activation, gamma, learn_gamma, params)
     with backend.workspace_scope(workspace) as ws:
         z0 = _state(h0, m0, ws)
         P = check_params(params, z0, base)
         F, grads, g = _gradient.loss_and_grad(
             base, z0, P, y, t0, t1, solver, steps, h, method, rtol, atol, max_steps, output,
-            loss, adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, POSITION, ws)
+            loss, adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, POSITION, ws,
+            checkpoints=checkpoints)
     a0, zT = g["grad_z0"], g["zT"]
     hT, mT = split(zT)
     g_val = base.gamma_of(P)
@@ -521,5 +597,63 @@ def loss_and_grad(params, h0, m0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h
             "nfe_forward": g["nfe_forward"], "nfe_backward": g["nfe_backward"],
             "nvjp_backward": g["nvjp_backward"], "steps_forward": g["steps_forward"],
             "steps_backward": g["steps_backward"], "ts": g["ts"], "method": g["method"],
-            "solver": g["solver"]}
+            "solver": g["solver"], "solve": g["solve"]}  # X-IMPL: step sizes, rejections
+    info.update({k: g[k] for k in _gradient.METHODS[method].info_keys})
     return F, grads, info
+
+
+# ============================================================================ X-NODE-HVP
+def hvp(params, h0, m0, y, v, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
+        atol=1e-8, max_steps=10_000, activation="tanh", gamma=0.5, learn_gamma=None,
+        output="identity", loss="mse", field=None):
+    """``(F, grads, hv, info)``: the HBNODE loss, its gradient and the Hessian-vector product
+    H v through the discrete solve (X-NODE-HVP; :func:`manualgrad.ode.hvp.hvp` with the state
+    packing :data:`POSITION`, docs/hbnode.md).
+
+    H is the Hessian of the F of :func:`loss_and_grad` (``method="discrete"``; dopri5 on its
+    accepted grid) in the parameters, gamma_raw included when gamma is learned
+    (:meth:`HBNODEField.tangent`, :meth:`HBNODEField.vjp_jvp`). Plain allocations, no workspace.
+
+    Parameters
+    ----------
+    params, h0, m0, y, t0, t1, solver, steps, h, rtol, atol, max_steps, activation, gamma,
+    learn_gamma, output, loss, field : as in :func:`loss_and_grad`.
+    v : the direction, a mapping with every key of params, each a finite float array of its
+        parameter's shape; optionally ``"h0"`` and/or ``"m0"`` (B, n), directions of the
+        initial state (a missing one is zero: that part of the state is data).
+
+    Returns
+    -------
+    F : 0-d array.  grads : dF/dparams.  hv : {name: (H v)[name]} for every key of v.
+    info : ``grad_h0``, ``grad_m0`` and their tangents ``grad_h0_dot``, ``grad_m0_dot`` (B, n);
+        ``hT``, ``mT``, ``zT_dot`` (B, 2n), ``aT``, ``aT_dot``, ``o_dot``, ``gamma``,
+        ``steps_forward``, ``ts``, ``solver`` and the counts of :func:`manualgrad.ode.hvp.hvp`.
+    """
+    fld = _field_for(field, activation, gamma, learn_gamma, params)
+    z0 = _state(h0, m0)
+    P = check_params(params, z0, fld)
+    B, n = z0.shape[0], z0.shape[1] // 2
+    v = _hvp.check_direction(P, v, {"h0": (B, n), "m0": (B, n)}, "hbnode.hvp")
+    z0_dot = None
+    if "h0" in v or "m0" in v:
+        z0_dot = backend.xp().zeros_like(z0)
+        for key, part in (("h0", slice(0, n)), ("m0", slice(n, 2 * n))):
+            if key in v:
+                z0_dot[:, part] = v[key]
+    F, grads, hv, g = _hvp.hvp(fld, z0, P, y, v, z0_dot, t0, t1, solver, steps, h, rtol, atol,
+                               max_steps, output, loss, POSITION, where="hbnode.hvp")
+    a0, a0_dot = g["grad_z0"], g["grad_z0_dot"]
+    for key, part in (("h0", slice(0, n)), ("m0", slice(n, 2 * n))):
+        if key in v:
+            hv[key] = a0_dot[:, part]
+    hT, mT = split(g["zT"])
+    g_val = fld.gamma_of(P) if hasattr(fld, "gamma_of") else None
+    if backend.is_array(g_val):
+        g_val = float(backend.to_numpy(g_val).reshape(-1)[0])
+    info = {"grad_h0": a0[:, :n], "grad_m0": a0[:, n:], "grad_h0_dot": a0_dot[:, :n],
+            "grad_m0_dot": a0_dot[:, n:], "hT": hT, "mT": mT, "zT_dot": g["zT_dot"],
+            "aT": g["aT"], "aT_dot": g["aT_dot"], "o_dot": g["o_dot"], "gamma": g_val,
+            "steps_forward": g["steps_forward"], "ts": g["ts"], "solver": g["solver"],
+            "nfe_forward": g["nfe_forward"], "nfe_hvp": g["nfe_hvp"], "ntangent": g["ntangent"],
+            "nvjp": g["nvjp"], "nvjp_jvp": g["nvjp_jvp"]}
+    return F, grads, hv, info

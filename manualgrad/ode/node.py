@@ -48,10 +48,11 @@ from .. import activations, backend
 from .._validate import float_array, number
 from . import adjoint as _adjoint
 from . import gradient as _gradient
+from . import hvp as _hvp
 from . import solvers as _solvers
 
 __all__ = ["PARAM_NAMES", "NODEField", "LinearField", "init_params", "check_params", "readout",
-           "forward", "loss", "loss_and_grad", "expm", "lemma1_adjoint"]
+           "forward", "loss", "loss_and_grad", "expm", "lemma1_adjoint", "hvp"]
 
 PARAM_NAMES = ("theta1", "b1", "theta2", "b2")
 """The field's parameters (``theta1_t`` is added with time_input=True)."""
@@ -196,6 +197,68 @@ class NODEField:
         u = self._pre(t, z, theta)
         return (self.act.grad(u, self.act.f(u)) * (v @ theta["theta1"].T)) @ theta["theta2"].T
 
+    def jac(self, t, z, theta):
+        """X-IMPL: J = df/dh = theta2 diag(sigma'(u_b)) theta1 per example, (B, n, n)
+        (J[b, p, q] = df_p/dh_q), u = theta1 h + b1 [+ theta1_t t]: the Newton matrix of the
+        implicit solvers (manualgrad.ode.implicit, eq. I4)."""
+        u = self._pre(t, z, theta)
+        d = self.act.grad(u, self.act.f(u))  # sigma'(u) (B, H)
+        return (theta["theta2"][None, :, :] * d[:, None, :]) @ theta["theta1"]
+
+    # ---------------------------------------------------------------- second order (X-NODE-HVP)
+    def _pre_dot(self, t, z, theta, dz, dtheta):
+        """u_dot = dz theta1^T + z dtheta1^T + db1 [+ t dtheta1_t]: the tangent of u (B, H)."""
+        u_dot = dz @ theta["theta1"].T + z @ dtheta["theta1"].T
+        if "b1" in theta:
+            u_dot = u_dot + dtheta["b1"]
+        if self.time_input:
+            u_dot = u_dot + t * dtheta["theta1_t"]
+        return u_dot
+
+    def tangent(self, t, z, theta, dz, dtheta):
+        """X-NODE-HVP: f_dot = d/de f(t, z + e dz, theta + e dtheta) at e = 0, (B, n).
+
+        dz (B, n); dtheta a mapping like theta (the direction in parameter space)::
+
+            u_dot = dz theta1^T + z dtheta1^T + db1 [+ t dtheta1_t]
+            f_dot = (sigma'(u) o u_dot) theta2^T + sigma(u) dtheta2^T + db2
+        """
+        u = self._pre(t, z, theta)
+        s = self.act.f(u)
+        f_dot = (self.act.grad(u, s) * self._pre_dot(t, z, theta, dz, dtheta)) @ theta["theta2"].T
+        f_dot = f_dot + s @ dtheta["theta2"].T
+        if "b2" in theta:
+            f_dot = f_dot + dtheta["b2"]
+        return f_dot
+
+    def vjp_jvp(self, t, z, theta, a, dz, dtheta):
+        """X-NODE-HVP: the tangent of :meth:`vjp` along (dz, dtheta) with the row a held fixed.
+
+        Returns ``(d/de [a df/dz], {name: d/de [sum_b a df/dtheta[name]]})`` at (z + e dz,
+        theta + e dtheta), e = 0; every key of theta (exact zeros for keys f does not use). With
+        w = a theta2, g = sigma'(u) o w (as in :meth:`vjp`)::
+
+            g_dot         = sigma''(u) o u_dot o w + sigma'(u) o (a dtheta2)
+            (a df/dz)_dot = g_dot theta1 + g dtheta1
+            dtheta1_dot   = sum_b [g_dot^T z + g^T dz]      db1_dot = sum_b g_dot
+            dtheta2_dot   = sum_b a^T (sigma'(u) o u_dot)   db2_dot = 0
+            dtheta1_t_dot = t sum_b g_dot
+        """
+        u = self._pre(t, z, theta)
+        s = self.act.f(u)
+        sp, w = self.act.grad(u, s), a @ theta["theta2"]
+        u_dot = self._pre_dot(t, z, theta, dz, dtheta)
+        g = sp * w
+        g_dot = self.act.grad2(u, s) * u_dot * w + sp * (a @ dtheta["theta2"])
+        out = _adjoint.zeros_like_params(theta)
+        out["theta2"] = a.T @ (sp * u_dot)
+        out["theta1"] = g_dot.T @ z + g.T @ dz
+        if "b1" in theta:
+            out["b1"] = g_dot.sum(axis=0)
+        if self.time_input:
+            out["theta1_t"] = t * g_dot.sum(axis=0)
+        return g_dot @ theta["theta1"] + g @ dtheta["theta1"], out
+
 
 class LinearField:
     """f(z) = A z (coded ``z @ A.T``), the linear field of BW Lemma 1.
@@ -261,6 +324,27 @@ class LinearField:
 
     def jvp(self, t, z, theta, v):
         return v @ self._A(theta).T
+
+    def jac(self, t, z, theta):
+        """X-IMPL: J = A for every example, (B, n, n) (a broadcast view)."""
+        A = self._A(theta)
+        return backend.xp().broadcast_to(A, (z.shape[0],) + tuple(A.shape))
+
+    def tangent(self, t, z, theta, dz, dtheta):
+        """X-NODE-HVP: f_dot = dz A^T (+ z dA^T when A is read from theta), (B, n)."""
+        f_dot = dz @ self._A(theta).T
+        if self.A is None:
+            f_dot = f_dot + z @ dtheta["A"].T
+        return f_dot
+
+    def vjp_jvp(self, t, z, theta, a, dz, dtheta):
+        """X-NODE-HVP: the tangent of :meth:`vjp` along (dz, dtheta), a fixed: (a dA, {A: a^T dz})
+        when A is read from theta, else zeros (f is linear in z)."""
+        out = _adjoint.zeros_like_params(theta)
+        if self.A is None:
+            out["A"] = a.T @ dz
+            return a @ dtheta["A"], out
+        return backend.xp().zeros_like(a), out
 
 
 # ============================================================================ parameters
@@ -358,7 +442,7 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
                   method="discrete", rtol=1e-6, atol=1e-8, max_steps=10_000, activation="tanh",
                   time_input=None, output="identity", loss="mse", field=None,
                   adjoint_solver=None, adjoint_steps=None, adjoint_rtol=None, adjoint_atol=None,
-                  workspace=True):
+                  workspace=True, checkpoints=None):
     """``(F, grads, info)``: the BW-NODE loss on h(T) and its gradient, two ways.
 
     A thin wrapper of :func:`manualgrad.ode.gradient.loss_and_grad`, the entry point BW-NODE
@@ -375,7 +459,11 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
         stores the trajectory), or 'continuous' -- BW Theorem 1 (``continuous_adjoint``;
         stores nothing, integrates backward with ``adjoint_solver``/``adjoint_steps``/
         ``adjoint_rtol``/``adjoint_atol``, defaulting to the forward settings; for dopri5 the
-        forward solve's accepted steps do not carry over).
+        forward solve's accepted steps do not carry over), or 'checkpointed' -- the discrete
+        gradient from ``checkpoints`` stored states (X-CKPT, :mod:`~manualgrad.ode.checkpoint`).
+    checkpoints : 'checkpointed' only, required there: the number c >= 1 of forward states
+        stored at once (z0 included); the sweep recomputes the others on Griewank's binomial
+        schedule (peak c + 2 states instead of N + 1). Non-integers and c < 1 raise first.
     activation, time_input, field : the field (NODEField(activation, time_input) unless a field
         object is given; time_input=None means "params has theta1_t").
     output, loss : the head (default identity + mse: F = mean_b 1/2 ||o_b - y_b||^2).
@@ -395,22 +483,27 @@ def loss_and_grad(params, h0, y, t0=0.0, t1=1.0, solver="rk4", steps=None, h=Non
     info : dict with ``grad_h0`` = dF/dh0 (B, n) (the gradient for the input, kept out of
         ``grads``), ``hT`` (B, n), ``aT`` = dF/dh(T), ``nfe_forward``, ``nfe_backward``
         (f calls in the backward pass), ``nvjp_backward``, ``steps_forward``, ``steps_backward``,
-        ``ts`` (forward grid, host list), ``method``, ``solver``.
+        ``ts`` (forward grid, host list), ``method``, ``solver``; 'checkpointed' adds the
+        schedule: ``checkpoints``, ``checkpoint_steps``, ``stored_states``,
+        ``recomputed_steps``, ``peak_states`` (see :func:`manualgrad.ode.gradient.loss_and_grad`).
 
     Raises FloatingPointError when the state, the adjoint or the loss is no longer finite
     (naming the step; see docs/ode.md).
     """
     _gradient.check_method(method)
+    _gradient.check_checkpoints(checkpoints, method)
     fld, h0, P = _problem(params, h0, activation, time_input, field)
     with backend.workspace_scope(workspace) as ws:
         F, grads, g = _gradient.loss_and_grad(
             fld, h0, P, y, t0, t1, solver, steps, h, method, rtol, atol, max_steps, output, loss,
-            adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, ws=ws)
+            adjoint_solver, adjoint_steps, adjoint_rtol, adjoint_atol, ws=ws,
+            checkpoints=checkpoints)
     info = {"grad_h0": g["grad_z0"], "hT": g["zT"], "aT": g["aT"],
             "nfe_forward": g["nfe_forward"], "nfe_backward": g["nfe_backward"],
             "nvjp_backward": g["nvjp_backward"], "steps_forward": g["steps_forward"],
             "steps_backward": g["steps_backward"], "ts": g["ts"], "method": g["method"],
-            "solver": g["solver"]}
+            "solver": g["solver"], "solve": g["solve"]}  # X-IMPL: step sizes, rejections
+    info.update({k: g[k] for k in _gradient.METHODS[method].info_keys})
     return F, grads, info
 
 
@@ -462,3 +555,51 @@ def lemma1_adjoint(A, aT, t, T):
     times = [number(t, "t")] if scalar else [number(s, "t[%d]" % i) for i, s in enumerate(t)]
     out = [aT @ expm(A * (T - s)) for s in times]
     return out[0] if scalar else xp.stack(out)
+
+
+# ============================================================================ X-NODE-HVP
+def hvp(params, h0, y, v, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rtol=1e-6,
+        atol=1e-8, max_steps=10_000, activation="tanh", time_input=None, output="identity",
+        loss="mse", field=None):
+    """``(F, grads, hv, info)``: the BW-NODE loss, its gradient and the Hessian-vector product
+    H v through the discrete solve (X-NODE-HVP; :func:`manualgrad.ode.hvp.hvp`; derivation in
+    docs/ode.md, "Hessian-vector products through the solver").
+
+    H is the Hessian of the F of :func:`loss_and_grad` (``method="discrete"``: the solver's own
+    steps, dopri5 on its accepted grid held fixed) in the parameters, by a tangent sweep forward
+    through the RK steps and a second-order adjoint sweep back, as :func:`manualgrad.rnn.hvp`
+    does for the RNN. Plain allocations, no workspace.
+
+    Parameters
+    ----------
+    params, h0, y, t0, t1, solver, steps, h, rtol, atol, max_steps, activation, time_input,
+    output, loss, field : as in :func:`loss_and_grad` (a ``field`` needs the methods ``tangent``
+        and ``vjp_jvp`` too).
+    v : the direction, a mapping with every key of params (theta1, theta2 and whichever of b1,
+        b2, theta1_t, W_out, b_out params has), each a finite float array of its parameter's
+        shape; optionally ``"h0"`` (B, n), a direction of the initial state (then H is the
+        Hessian in (params, h0) and hv has an ``"h0"`` entry; without it h0 is data).
+
+    Returns
+    -------
+    F : 0-d array.  grads : dF/dparams as :func:`loss_and_grad` returns them (to round-off).
+    hv : {name: (H v)[name]} for every key of v (exact zeros for keys f ignores).
+    info : ``grad_h0`` = dF/dh0, ``grad_h0_dot`` = its tangent along v (the mixed second
+        derivative when v has no h0), ``hT``, ``hT_dot``, ``aT``, ``aT_dot``, ``o_dot``,
+        ``steps_forward``, ``ts``, ``solver``, and the counts ``nfe_forward``, ``nfe_hvp``,
+        ``ntangent``, ``nvjp``, ``nvjp_jvp``.
+    """
+    fld, h0, P = _problem(params, h0, activation, time_input, field)
+    if field is not None and callable(getattr(fld, "check", None)):
+        P = check_params(params, h0, fld)  # the direction is checked against validated arrays
+    v = _hvp.check_direction(P, v, {"h0": tuple(h0.shape)}, "node.hvp")
+    F, grads, hv, g = _hvp.hvp(fld, h0, P, y, v, v.get("h0"), t0, t1, solver, steps, h, rtol,
+                               atol, max_steps, output, loss, where="node.hvp")
+    if "h0" in v:
+        hv["h0"] = g["grad_z0_dot"]
+    info = {"grad_h0": g["grad_z0"], "grad_h0_dot": g["grad_z0_dot"], "hT": g["hT"],
+            "hT_dot": g["zT_dot"], "aT": g["aT"], "aT_dot": g["aT_dot"], "o_dot": g["o_dot"],
+            "steps_forward": g["steps_forward"], "ts": g["ts"], "solver": g["solver"],
+            "nfe_forward": g["nfe_forward"], "nfe_hvp": g["nfe_hvp"], "ntangent": g["ntangent"],
+            "nvjp": g["nvjp"], "nvjp_jvp": g["nvjp_jvp"]}
+    return F, grads, hv, info

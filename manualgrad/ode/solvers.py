@@ -19,6 +19,16 @@ dopri5     5(4)   7       Dormand-Prince: 5th-order solution, embedded 4th-order
                           estimate, FSAL (the 7th stage is the next step's 1st); adaptive
 =========  =====  ======  ===================================================================
 
+The implicit solvers for stiff fields (catalog row X-IMPL) are diagonally implicit tableaux,
+:class:`DIRK`, in their own registry :data:`IMPLICIT` -- ``beuler`` (backward Euler, order 1)
+and ``sdirk2`` (2-stage SDIRK, gamma = 1 - 1/sqrt(2), order 2), both L-stable and stiffly
+accurate, fixed step, needing the field's Jacobian ``jac(t, z, theta)`` -- and are accepted by
+every ``solver=`` argument; their Newton iterations, steps and adjoints are in
+:mod:`manualgrad.ode.implicit`. An adaptive solve that stalls raises :class:`SolverStalled`,
+which explains why (BW's stiffness ratio of the Jacobian at the state reached, when the field
+has ``jac``) and suggests the implicit solvers; :meth:`Solution.diagnostics` summarises what a
+solve did (step sizes, rejections with their times and error norms, Newton iterations).
+
 States are batched, z of shape (B, n) (rows are examples); one step size serves the whole batch
 (the error norm of dopri5 is taken over all B*n entries). Array work runs on the active backend
 (``backend.xp()``, NumPy or CuPy); times, step sizes and error norms are host floats.
@@ -63,11 +73,12 @@ from typing import Optional
 from .. import backend
 from .._validate import float_array, integer, number, registry_entry
 
-__all__ = ["Tableau", "tableau", "SOLVERS", "get_solver", "solver_names", "Solution", "Counted",
+__all__ = ["Tableau", "tableau", "SOLVERS", "DIRK", "IMPLICIT", "SolverStalled", "get_solver",
+           "solver_names", "Solution", "Counted",
            "odeint", "odeint_grid", "integrate", "fixed_grid", "check_interval", "solve", "integrate_into",
            "f_into_of", "vjp_into_of", "field_f", "field_vjp", "temporaries", "fresh",
            "scratch_of", "Layout", "lincomb", "check_state", "check_problem", "solve_settings",
-           "result_dtype", "all_finite"]
+           "result_dtype", "all_finite", "stall_diagnosis"]
 
 
 # ============================================================================ tableaux
@@ -101,6 +112,11 @@ class Tableau:
     @property
     def adaptive(self):
         return self.b_err is not None
+
+    @property
+    def implicit(self):
+        """False: an explicit method (:class:`DIRK` answers True)."""
+        return False
 
     @property
     def prop_stages(self):
@@ -156,13 +172,81 @@ SOLVERS = {
 """Registry name -> :class:`Tableau`: euler, midpoint, rk4 (fixed step) and dopri5 (adaptive)."""
 
 
+@dataclass(frozen=True)
+class DIRK:
+    """One diagonally implicit Runge-Kutta method (catalog row X-IMPL; the steps in implicit.py).
+
+    ``A`` holds the rows of the lower triangle *with* the diagonal (row i has i + 1 entries):
+
+        Z_i = z + h sum_{j<i} A_ij K_j + h A_ii K_i,   K_i = f(t + c_i h, Z_i)
+        z'  = z + h sum_i b_i K_i
+
+    so every stage is an implicit equation in Z_i alone, solved by Newton's method on
+    G(Z) = Z - r_i - h A_ii f(t + c_i h, Z) with the iteration matrix I - h A_ii J(Z) (J the
+    field's Jacobian ``jac(t, z, theta)`` (B, n, n)) until max |G| / (|Z| + |r_i| + |h A_ii K_i|)
+    <= ``newton_tol``; more than ``newton_max_iter`` iterations raise FloatingPointError.
+    ``stiffly_accurate``: b equals the last row of A, so z' = Z_s (L-stability with an
+    A-stable method). A DIRK is never adaptive here (fixed steps: ``steps`` or ``h``).
+    Customise the Newton settings with ``dataclasses.replace(IMPLICIT["sdirk2"], newton_tol=..)``
+    and pass the object as ``solver``.
+    """
+
+    name: str
+    c: tuple
+    A: tuple
+    b: tuple
+    order: int
+    stiffly_accurate: bool = False
+    l_stable: bool = False
+    description: str = ""
+    newton_tol: float = 1e-12
+    newton_max_iter: int = 25
+
+    implicit = True  # not a field: the kind of method
+    adaptive = False
+    b_err = None
+    fsal = False
+
+    @property
+    def stages(self):
+        return len(self.c)
+
+    @property
+    def prop_stages(self):
+        return len(self.c)
+
+
+_SDIRK_GAMMA = 1.0 - 1.0 / math.sqrt(2.0)
+
+IMPLICIT = {
+    "beuler": DIRK("beuler", (1.0,), ((1.0,),), (1.0,), 1, True, True,
+                   "backward Euler: z' = z + h f(t + h, z'); order 1, L-stable"),
+    "sdirk2": DIRK("sdirk2", (_SDIRK_GAMMA, 1.0),
+                   ((_SDIRK_GAMMA,), (1.0 - _SDIRK_GAMMA, _SDIRK_GAMMA)),
+                   (1.0 - _SDIRK_GAMMA, _SDIRK_GAMMA), 2, True, True,
+                   "2-stage SDIRK (Alexander 1977), gamma = 1 - 1/sqrt(2): order 2, L-stable, "
+                   "stiffly accurate"),
+}
+"""Registry name -> :class:`DIRK`: the implicit solvers (fixed step; the field needs ``jac``).
+
+Kept apart from :data:`SOLVERS` (the explicit tableaux, whose every loop -- order conditions,
+overflow tests, tangent sweeps -- assumes a strictly lower triangular A); :func:`get_solver`
+and every ``solver=`` argument accept the names of both."""
+
+
 def solver_names():
-    return tuple(SOLVERS)
+    """Every solver name ``solver=`` accepts: the explicit ones, then the implicit ones."""
+    return tuple(SOLVERS) + tuple(IMPLICIT)
 
 
 def get_solver(name):
-    """The :class:`Tableau` called ``name`` (a Tableau passes through); unknown names raise."""
-    return registry_entry(SOLVERS, name, "solver", Tableau)
+    """The :class:`Tableau` or :class:`DIRK` called ``name`` (one passes through); unknown
+    names raise ValueError listing every valid one."""
+    if isinstance(name, (Tableau, DIRK)):
+        return name
+    if isinstance(name, str) and name in IMPLICIT:
+        return IMPLICIT[name]
+    return registry_entry(dict(SOLVERS, **IMPLICIT), name, "solver")
 
 
 # ============================================================================ calling a field
@@ -294,6 +378,9 @@ class Solution:
     zs: list of (B, n) states at ``ts`` (``zs[0]`` is z0) when solved with ``record=True``,
     else None.  nfe: evaluations of f.  solver: the solver's name.  steps: accepted steps
     (``len(ts) - 1``).  rejected: rejected steps (dopri5; 0 otherwise).  t0, t1: the interval.
+    rejections: (t, h tried, error norm) of every rejected dopri5 attempt (host floats).
+    newton_iters: Newton iterations of an implicit solver (0 otherwise).  tableau: the
+    :class:`Tableau` or :class:`DIRK` the solve used (the adjoints use it).
     """
 
     z1: object
@@ -305,11 +392,42 @@ class Solution:
     rejected: int = 0
     t0: float = 0.0
     t1: float = 1.0
+    rejections: list = _dcfield(default_factory=list)
+    newton_iters: int = 0
+    tableau: object = None
 
     @property
     def hs(self):
         """The accepted step sizes ts[k+1] - ts[k] (host floats), exactly as the steps used them."""
         return [b - a for a, b in zip(self.ts[:-1], self.ts[1:])]
+
+    def diagnostics(self):
+        """What the solve did, host numbers only (X-IMPL): ``steps``, ``rejected``, ``h_min``,
+        ``h_max`` (accepted step sizes), ``rejections`` (list of (t, h tried, error norm) of every
+        rejected dopri5 attempt), ``newton_iters`` (Newton iterations of an implicit solver, all
+        stages of all steps), ``nfe``."""
+        hs = self.hs
+        return {"steps": self.steps, "rejected": self.rejected, "h_min": min(hs), "h_max": max(hs),
+                "rejections": list(self.rejections), "newton_iters": self.newton_iters,
+                "nfe": self.nfe}
+
+
+class SolverStalled(RuntimeError):
+    """An adaptive solve that could not reach its end (step size underflow, or ``max_steps``).
+
+    A RuntimeError whose message explains the stall (X-IMPL): the time ``t`` reached, the last
+    step size ``h``, the ``accepted`` and ``rejected`` step counts, and, when the field has a
+    Jacobian ``jac``, BW's stiffness ratio ``stiffness`` of df/dz at the state reached (the
+    largest over the batch; None when unavailable) with the largest |eigenvalue| ``lam_max`` and
+    the largest real part ``growth`` (> 0: the solution grows, a blow-up rather than stiffness),
+    and the suggestion to use an implicit solver (:data:`IMPLICIT`).
+    """
+
+    def __init__(self, message, t, h, accepted, rejected, stiffness=None, lam_max=None,
+                 growth=None):
+        super().__init__(message)
+        self.t, self.h, self.accepted, self.rejected = t, h, accepted, rejected
+        self.stiffness, self.lam_max, self.growth = stiffness, lam_max, growth
 
 
 # ============================================================================ state algebra
@@ -752,14 +870,21 @@ def integrate(fun, y0, tab, ts=None, t_start=None, t_end=None, rtol=1e-6, atol=1
 
 
 def integrate_into(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, first_step, record,
-                   what, ws=None, prefix="ode"):
+                   what, ws=None, prefix="ode", diagnose=None, rejections=None):
     """:func:`integrate` for ``fun(t, y, out, ws)`` (writes dy/dt into the tuple out, its
     temporaries from ws, and returns out), the solve's arrays (stages, states, record) from
     workspace ``ws`` under names ``prefix.*`` (None: fresh).
 
     With a workspace, y_end and the recorded states are workspace buffers, for use inside one
-    call; y0 is only read.
+    call; y0 is only read. Adaptive solves only: ``rejections`` (a list) receives
+    (t, h tried, error norm) of every rejected attempt; ``diagnose(t, y)`` (y the state tuple
+    reached) returns ``(stiffness, lam_max, growth)`` for the message of :class:`SolverStalled`
+    (None: unavailable). Explicit tableaux only (an implicit :class:`DIRK` needs the field's
+    Jacobian: :mod:`~manualgrad.ode.implicit`).
     """
+    if tab.implicit:
+        raise ValueError("%s: solver %r is implicit; integrate_into runs explicit tableaux only "
+                         "(use solve, odeint or odeint_grid)" % (what, tab.name))
     ws = scratch_of(ws)
     with backend.errstate(over="ignore", invalid="ignore"):  # non-finite states are reported below
         if ts is not None:
@@ -767,7 +892,7 @@ def integrate_into(fun, y0, tab, ts, t_start, t_end, rtol, atol, max_steps, firs
         if not tab.adaptive:
             raise ValueError("%s: solver %r is not adaptive; give a grid" % (what, tab.name))
         return _adaptive(fun, y0, tab, t_start, t_end, rtol, atol, max_steps, first_step, record,
-                         what, ws, prefix)
+                         what, ws, prefix, diagnose, rejections)
 
 
 def _fixed(fun, y0, tab, ts, record, what, ws, prefix):
@@ -789,7 +914,41 @@ def _fixed(fun, y0, tab, ts, record, what, ws, prefix):
     return y.parts, list(ts), ys, nfe, N, 0
 
 
-def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, what, ws, prefix):
+def _stalled(what, reason, t, habs, accepted, rejected, y, diagnose, hint):
+    """The :class:`SolverStalled` of an adaptive solve that stopped at t (the error path)."""
+    stiff = lam = growth = None
+    if diagnose is not None:
+        try:
+            stiff, lam, growth = diagnose(t, y.parts)
+        except Exception:  # noqa: BLE001 -- a diagnosis must never hide the stall itself
+            stiff = lam = growth = None
+    if stiff is None:
+        why = ("BW's stiffness ratio is unavailable (the field has no Jacobian jac(t, z, theta))"
+               "; a stiff field (eigenvalues of df/dz of very different sizes) makes an explicit "
+               "solver take steps of about 3.3/|lambda_max|: if that is the case use an "
+               "implicit solver, solver='sdirk2' or 'beuler' with fixed steps (after adding jac)")
+    else:
+        # stiff: decaying modes (no eigenvalue with a large positive real part) and a large
+        # ratio, or the step held at the stability limit; a large Re lambda > 0 is a blow-up
+        blowup = growth > 0.1 * lam and growth > 0
+        stiff_here = not blowup and (stiff > 100 or habs * lam > 0.3)
+        why = ("BW's stiffness ratio of df/dz there is %.3g (max |lambda| = %.3g: dopri5 is "
+               "stable only for h below about 3.3/|lambda_max| = %.3g)"
+               % (stiff, lam, 3.3 / lam if lam else float("inf")))
+        why += ("; the field is stiff: use an implicit solver, solver='sdirk2' or 'beuler' with "
+                "fixed steps (steps=N)" if stiff_here else
+                "; but the field is not stiff there: %s; an implicit solver only helps stiff "
+                "fields (large eigenvalues with negative real parts)"
+                % ("an eigenvalue has real part %.3g > 0, the solution grows that fast (a "
+                   "blow-up or singularity near t)" % growth if blowup else
+                   "the step shrinks for another reason (a discontinuity or singularity near t)"))
+    msg = ("%s: %s; last step size h=%.3g, %d accepted and %d rejected steps; %s. %s"
+           % (what, reason, habs, accepted, rejected, why, hint))
+    return SolverStalled(msg, t, habs, accepted, rejected, stiff, lam, growth)
+
+
+def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, what, ws, prefix,
+              diagnose=None, rejections=None):
     direction = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
     q = min(tab.order, tab.err_order)
@@ -819,19 +978,23 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
     last_nonfinite = False
     while direction * (t1 - t) > 0:
         if accepted + rejected >= max_steps:
-            raise RuntimeError(
-                "%s: dopri5 could not reach t1=%r within max_steps=%d steps (%d accepted, %d "
-                "rejected); it reached t=%r with step size %.3g. Loosen rtol/atol (rtol=%g, "
-                "atol=%g), raise max_steps, or use a fixed-step solver"
-                % (what, t1, max_steps, accepted, rejected, t, habs, rtol, atol))
+            raise _stalled(
+                what, "dopri5 could not reach t1=%r within max_steps=%d steps: it reached t=%r"
+                % (t1, max_steps, t),
+                t, habs, accepted, rejected, y, diagnose,
+                "Loosen rtol/atol (rtol=%g, atol=%g), raise max_steps, or use a fixed-step "
+                "solver" % (rtol, atol))
         tiny = 16 * math.ulp(max(abs(t), abs(t1), 1e-300))
         if habs < tiny:
             if last_nonfinite:
                 raise FloatingPointError(
                     "%s: the state becomes non-finite (NaN or Inf) right after t=%r: the step "
                     "size was cut to %.3g without reaching a finite state" % (what, t, habs))
-            raise RuntimeError("%s: step size underflow (%.3g) at t=%r: the problem is too stiff "
-                               "or singular for rtol=%g, atol=%g" % (what, habs, t, rtol, atol))
+            raise _stalled(what, "step size underflow (%.3g) at t=%r (the problem is too stiff "
+                           "or singular for rtol=%g, atol=%g)" % (habs, t, rtol, atol),
+                           t, habs, accepted, rejected, y, diagnose,
+                           "Loosen rtol/atol, shorten the interval, or check the field for a "
+                           "blow-up near t")
         t_new = t + direction * habs
         if direction * (t_new - t1) >= 0 or direction * (t1 - t_new) < tiny:
             t_new = t1
@@ -859,6 +1022,8 @@ def _adaptive(fun, y0, tab, t0, t1, rtol, atol, max_steps, first_step, record, w
             last_rejected = last_nonfinite = False
         else:
             rejected += 1
+            if rejections is not None:
+                rejections.append((t, h, en))
             last_nonfinite = not math.isfinite(en)
             fac = facmin if last_nonfinite else max(facmin, safety * en ** -expo)
             habs = abs(h) * min(fac, 1.0)
@@ -881,15 +1046,17 @@ def odeint(field, z0, theta, t0, t1, solver="rk4", steps=None, h=None, rtol=1e-6
     t0, t1 : host floats, t1 > t0.
     solver : 'euler', 'midpoint', 'rk4' (fixed step: give ``steps`` or ``h``) or 'dopri5'
         (adaptive: ``rtol``, ``atol`` > 0, ``max_steps`` attempts at most, optional
-        ``first_step``).
+        ``first_step``); or the implicit 'beuler', 'sdirk2' (fixed step, for stiff fields; the
+        field needs ``jac``; :mod:`manualgrad.ode.implicit`).
     record : keep the state at every accepted time in ``sol.zs`` (the discrete adjoint needs it;
         memory grows with the number of steps). With False only the current state is kept.
 
     Returns a :class:`Solution`, whose arrays are the caller's own (a solve that returns its
     trajectory takes no workspace). Raises ValueError for bad arguments (a fixed ``h`` that does
     not divide t1 - t0 says by how much and suggests ``steps``), FloatingPointError when the
-    state becomes non-finite (NaN or Inf: with the step and its times, for every solver),
-    RuntimeError when dopri5 cannot reach t1 within ``max_steps`` attempts.
+    state becomes non-finite (NaN or Inf: with the step and its times, for every solver) or an
+    implicit solver's Newton iteration fails, :class:`SolverStalled` (a RuntimeError) when
+    dopri5 cannot reach t1 within ``max_steps`` attempts or its step size underflows.
     """
     return solve(field, z0, theta, t0, t1, solver, steps, h, rtol, atol, max_steps, first_step,
                  record=record)
@@ -917,13 +1084,12 @@ def solve(field, z0, theta, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rt
     :func:`odeint_grid` are this function with ``ws=None``. Same checks and errors as odeint.
     """
     tab = get_solver(solver)
+    rejections, iters = [], 0
     if grid is not None:
         ts = _check_grid(grid)
         check_interval(ts[0], ts[-1], "odeint_grid")
         z0, theta = check_problem(field, z0, theta)
-        y, ts, ys, nfe, acc, rej = integrate_into(
-            _forward_fun(field, theta), (z0,), tab, ts, None, None, 1e-6, 1e-8, 10_000, None,
-            record, "odeint_grid", ws, "ode.fwd")
+        what = "odeint_grid"
         t0, t1 = ts[0], ts[-1]
     else:
         t0, t1 = check_interval(t0, t1)
@@ -931,8 +1097,28 @@ def solve(field, z0, theta, t0=0.0, t1=1.0, solver="rk4", steps=None, h=None, rt
         ts, rtol, atol, max_steps, first_step = solve_settings(
             tab, t0, t1, steps, h, rtol, atol, max_steps, first_step,
             "; use a fixed-step solver, or odeint_grid(..., ts, %r) for a fixed grid" % tab.name)
+        what = "odeint"
+    if tab.implicit:  # X-IMPL: Newton on every stage, the field's Jacobian (implicit.py)
+        from . import implicit as _implicit
+        y, ts, ys, nfe, acc, rej, iters = _implicit.integrate(field, z0, theta, tab, ts, record,
+                                                              what)
+    else:
         y, ts, ys, nfe, acc, rej = integrate_into(
             _forward_fun(field, theta), (z0,), tab, ts, t0, t1, rtol, atol, max_steps,
-            first_step, record, "odeint", ws, "ode.fwd")
+            first_step, record, what, ws, "ode.fwd", diagnose=stall_diagnosis(field, theta),
+            rejections=rejections)
     return Solution(y[0], ts, None if ys is None else [s[0] for s in ys], nfe, tab.name, acc,
-                    rej, t0, t1)
+                    rej, t0, t1, rejections, iters, tab)
+
+
+def stall_diagnosis(field, theta):
+    """``diagnose(t, y)`` for :class:`SolverStalled`: BW's stiffness ratio of the field's
+    Jacobian at the state y[0] reached (:func:`~manualgrad.ode.implicit.stiffness`), or None
+    when the field has no ``jac``."""
+    if not callable(getattr(field, "jac", None)):
+        return None
+
+    def diagnose(t, y):
+        from . import implicit as _implicit
+        return _implicit.stiffness(field, t, y[0], theta)
+    return diagnose

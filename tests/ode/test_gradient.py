@@ -78,6 +78,7 @@ def test_a_method_added_to_the_registry_serves_both_models(monkeypatch):
 
 def test_unknown_method_names_the_registry():
     P, h0, y = _node_problem()
-    with pytest.raises(ValueError, match="method must be 'discrete' or 'continuous', got 'adj'"):
+    with pytest.raises(ValueError, match="method must be 'discrete' or 'continuous' or "
+                                         "'checkpointed', got 'adj'"):
         node.loss_and_grad(P, h0, y, solver="rk4", steps=2, method="adj")
-    assert gradient.method_names() == ("discrete", "continuous")
+    assert gradient.method_names() == ("discrete", "continuous", "checkpointed")
