@@ -161,7 +161,15 @@ def test_a_failing_solver_stops_the_run_cleanly(tmp_path):
     (dict(norm_points=1), ValueError, "norm_points must be >= 2"),
     (dict(gamma=1.5), ValueError, r"gamma must lie in \(0, 1\)"),
     (dict(gamma=-0.1, learn_gamma=False), ValueError, "gamma must be >= 0"),
-    (dict(adjoint="forward"), ValueError, "adjoint must be 'continuous'"),
+    (dict(adjoint="forward"), ValueError, "adjoint must be one of discrete, continuous"),
+    (dict(solver="euler2"), ValueError, "solver must be one of .*beuler"),
+    (dict(solver="beuler"), ValueError, "solver 'beuler' takes fixed steps: give steps"),
+    (dict(steps=10), ValueError, "steps=10 is for fixed-step solvers"),
+    (dict(solver="rk4", steps=0), ValueError, "steps must be >= 1"),
+    (dict(adjoint="checkpointed"), ValueError, "needs checkpoints="),
+    (dict(checkpoints=3), ValueError, "checkpoints=3 is used only by method='checkpointed'"),
+    (dict(adjoint="checkpointed", checkpoints=0, solver="rk4", steps=4), ValueError,
+     "checkpoints"),
     (dict(epochs=2.5), TypeError, "epochs must be an integer"),
     (dict(learn_gamma="yes"), TypeError, "learn_gamma must be True or False"),
     (dict(nosuch=1), TypeError, "unknown ode setting"),
@@ -169,6 +177,27 @@ def test_a_failing_solver_stops_the_run_cleanly(tmp_path):
 def test_bad_settings_raise_clear_errors(tmp_path, bad, error, message):
     with pytest.raises(error, match=message):
         odes.run(out=str(tmp_path), verbose=False, **dict(TINY, **bad))
+
+
+@pytest.mark.parametrize("solver", ["rk4", "sdirk2"])
+def test_training_with_a_checkpointed_adjoint_follows_the_discrete_one(tmp_path, solver):
+    """--adjoint checkpointed trains on the discrete adjoint's gradient (X-CKPT: equal to
+    round-off), so the two runs' histories agree; the solver is the one asked for."""
+    kw = dict(TINY, solver=solver, steps=6, check_discrete=False)
+    ref = odes.run(out=str(tmp_path / "d"), verbose=False, **dict(kw, adjoint="discrete"))
+    ck = odes.run(out=str(tmp_path / "c"), verbose=False,
+                  **dict(kw, adjoint="checkpointed", checkpoints=2))
+    for name in odes.MODELS:
+        a, b = ref["runs"][name]["epochs"], ck["runs"][name]["epochs"]
+        assert len(a) == len(b) == TINY["epochs"] + 1
+        for ra, rb in zip(a, b):
+            for k in ("train_F", "test_F", "test_acc"):
+                if k in ra:
+                    assert rb[k] == pytest.approx(ra[k], rel=1e-10, abs=1e-12), (name, k)
+        assert not ck["runs"][name]["stopped"]
+        if solver == "rk4":   # the solver asked for: 6 steps of 4 evaluations each
+            assert set(ck["runs"][name]["nfe_forward_iter"]) == {24}
+    assert ck["settings"]["solver"] == solver and ck["settings"]["checkpoints"] == 2
 
 
 def test_fixed_gamma_is_accepted_outside_the_unit_interval():

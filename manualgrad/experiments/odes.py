@@ -66,6 +66,7 @@ import time
 from .. import backend, losses, train
 from .._validate import integer as _integer, number as _number
 from ..ode import adjoint as _adjoint
+from ..ode import gradient as _gradient
 from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
@@ -93,12 +94,21 @@ HEAD = dict(output="sigmoid", loss="bce")
 DEFAULTS = dict(model="both", d=2, r1=0.5, r2=1.0, r3=1.5, n_train=512, n_test=512, T=20.0,
                 hidden=32, epochs=60, batch_size=64, lr=0.01, rtol=1e-5, atol=1e-6,
                 max_steps=20000, gamma=0.5, learn_gamma=True, adjoint="continuous",
+                solver="dopri5", steps=None, checkpoints=None,
                 check_discrete=True, norm_examples=128, norm_points=51, norm_every=1,
                 norm_rtol=1e-7, norm_atol=1e-9, seed=0, data_seed=1234, out="results/ode",
                 progress=True, blas_threads=1)
 """Nested spheres in d = 2 (ball r < 0.5 against shell 1 < r < 1.5), horizon T = 20, H = 32
 tanh units (165 parameters for the NODE, 166 for the HBNODE with gamma learned), Adam lr 0.01,
-batch 64, 60 epochs (480 iterations); dopri5 with rtol 1e-5, atol 1e-6 both ways."""
+batch 64, 60 epochs (480 iterations); dopri5 with rtol 1e-5, atol 1e-6 both ways.
+
+``solver`` (any name of :func:`manualgrad.ode.solvers.solver_names`: the explicit tableaus,
+dopri5, the implicit ``beuler`` and ``sdirk2`` of X-IMPL) is the solver of training and of the
+test evaluation; a fixed-step solver needs ``steps``. ``adjoint`` is a name of
+:data:`manualgrad.ode.gradient.METHODS`; ``"checkpointed"`` (X-CKPT) needs ``checkpoints``.
+The diagnostics (adjoint norms, Jacobian spectra, the probe's continuous vs discrete
+comparison) always use dopri5 at the ``norm_*`` / ``rtol`` tolerances, so they mean the same
+whatever the training solver."""
 
 QUICK = dict(epochs=25, norm_examples=64, norm_every=5)
 """``--quick``: 25 epochs (200 iterations per model), adjoint norms on 64 test points every 5
@@ -135,9 +145,22 @@ def check_settings(**settings):
     if s["learn_gamma"] and not 0.0 < s["gamma"] < 1.0:
         raise ValueError("gamma must lie in (0, 1) when it is learned (learn_gamma=True: gamma "
                          "= sigmoid(gamma_raw) starts at gamma), got %r" % s["gamma"])
-    if s["adjoint"] not in ("continuous", "discrete"):
-        raise ValueError("adjoint must be 'continuous' (BW Theorem 1) or 'discrete', got %r"
-                         % (s["adjoint"],))
+    if s["adjoint"] not in _gradient.METHODS:
+        raise ValueError("adjoint must be one of %s (continuous: BW Theorem 1), got %r"
+                         % (", ".join(_gradient.METHODS), s["adjoint"]))
+    if s["solver"] not in solvers.solver_names():
+        raise ValueError("solver must be one of %s, got %r"
+                         % (", ".join(solvers.solver_names()), s["solver"]))
+    if solvers.get_solver(s["solver"]).adaptive:
+        if s["steps"] is not None:
+            raise ValueError("steps=%r is for fixed-step solvers; solver %r is adaptive (it "
+                             "uses rtol, atol, max_steps)" % (s["steps"], s["solver"]))
+    elif s["steps"] is None:
+        raise ValueError("solver %r takes fixed steps: give steps (e.g. --steps 40)"
+                         % (s["solver"],))
+    else:
+        s["steps"] = _integer(s["steps"], "steps", 1)
+    s["checkpoints"] = _gradient.check_checkpoints(s["checkpoints"], s["adjoint"])
     if s["blas_threads"] is not None:
         s["blas_threads"] = _integer(s["blas_threads"], "blas_threads", 1)
     return s
@@ -148,9 +171,17 @@ def add_arguments(p):
     p.add_argument("--model", default=d["model"], choices=MODELS + ("both",),
                    help="which model(s); 'both' trains each from the same f and readout on the "
                         "same minibatches (default %(default)s)")
-    p.add_argument("--adjoint", default=d["adjoint"], choices=("continuous", "discrete"),
-                   help="training gradient: BW Theorem 1 or the discrete adjoint (default "
-                        "%(default)s)")
+    p.add_argument("--adjoint", default=d["adjoint"], choices=tuple(_gradient.METHODS),
+                   help="training gradient: BW Theorem 1 (continuous), the discrete adjoint, "
+                        "or the discrete adjoint from --checkpoints stored states "
+                        "(checkpointed) (default %(default)s)")
+    p.add_argument("--solver", default=d["solver"], choices=solvers.solver_names(),
+                   help="solver of training and test evaluation; beuler and sdirk2 are "
+                        "implicit, for stiff fields (default %(default)s)")
+    p.add_argument("--steps", type=int, default=d["steps"],
+                   help="steps of a fixed-step solver (required with one)")
+    p.add_argument("--checkpoints", type=int, default=d["checkpoints"],
+                   help="stored states of --adjoint checkpointed")
     add_options(p, d, ("d", int, "dimension of the points"),
                 ("r1", float, "radius of the inner ball, label 0"),
                 ("r2", float, "inner radius of the shell, label 1"),
@@ -216,8 +247,9 @@ class Model:
     def __init__(self, name, settings):
         s = settings
         self.name, self.s, self.d = name, s, s["d"]
-        self.solve = dict(t0=0.0, t1=s["T"], solver="dopri5", rtol=s["rtol"], atol=s["atol"],
-                          max_steps=s["max_steps"])
+        self.solve = dict(t0=0.0, t1=s["T"], solver=s["solver"], steps=s["steps"],
+                          rtol=s["rtol"], atol=s["atol"], max_steps=s["max_steps"])
+        self.probe_solve = dict(self.solve, solver="dopri5", steps=None)
         if name == "node":
             self.field = node.NODEField("tanh", time_input=False)
             self.params0 = node.init_params(s["d"], s["hidden"], seed=s["seed"], l=1)
@@ -254,11 +286,14 @@ class Model:
         g = self.field.gamma_of(P)
         return float(backend.to_numpy(g).reshape(-1)[0]) if backend.is_array(g) else float(g)
 
-    def loss_and_grad(self, P, x, y, method):
+    def loss_and_grad(self, P, x, y, method, probe=False):
+        """F, grads, info by ``method``: the training solver, or dopri5 when ``probe``."""
+        kw = dict(self.probe_solve if probe else self.solve, method=method, **HEAD)
+        if method == "checkpointed":
+            kw["checkpoints"] = self.s["checkpoints"]
         if self.name == "node":
-            return node.loss_and_grad(P, x, y, method=method, field=None, **self.solve, **HEAD)
-        return hbnode.loss_and_grad(P, x, None, y, method=method, **self.solve, **self.extra,
-                                    **HEAD)
+            return node.loss_and_grad(P, x, y, field=None, **kw)
+        return hbnode.loss_and_grad(P, x, None, y, **kw, **self.extra)
 
     def forward(self, P, x, record=False, rtol=None, atol=None):
         kw = dict(self.solve, record=record)
@@ -414,11 +449,11 @@ def train_model(name, settings, datasets=None, progress=None):
             row["test_F"] = float(Fb.mean())
             row["test_acc"] = 1.0 - train.classification_error(yhat, y_te)
             row["test_nfe"] = int(sol.nfe)
-            _, g, info = model.loss_and_grad(P, x_probe, y_probe, "continuous")
+            _, g, info = model.loss_and_grad(P, x_probe, y_probe, "continuous", probe=True)
             row["probe_nfe_forward"] = int(info["nfe_forward"])
             row["probe_nfe_backward"] = int(info["nfe_backward"])
             if s["check_discrete"]:
-                _, g2, _ = model.loss_and_grad(P, x_probe, y_probe, "discrete")
+                _, g2, _ = model.loss_and_grad(P, x_probe, y_probe, "discrete", probe=True)
                 a, b = _flat(g), _flat(g2)
                 row["grad_rel_diff"] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b),
                                                                          1e-300))
@@ -429,7 +464,7 @@ def train_model(name, settings, datasets=None, progress=None):
         if new_f:
             row["nfe_forward"] = sum(new_f) / len(new_f)
             row["nfe_backward"] = sum(new_b) / len(new_b)
-        elif "probe_nfe_forward" in row:      # epoch 0: the probe batch at initialisation
+        elif "probe_nfe_forward" in row and s["solver"] == "dopri5":  # epoch 0: the probe
             row["nfe_forward"] = float(row["probe_nfe_forward"])
             row["nfe_backward"] = float(row["probe_nfe_backward"])
         if model.name == "hbnode":
@@ -463,10 +498,18 @@ def train_model(name, settings, datasets=None, progress=None):
 
 
 # ------------------------------------------------------------------------------ figures
+def _solver_text(s):
+    """'dopri5 rtol=.. atol=..' or 'beuler, 40 steps' (records from before --solver: dopri5)."""
+    solver, steps = s.get("solver", "dopri5"), s.get("steps")
+    if steps is None:
+        return "%s rtol=%g atol=%g" % (solver, s["rtol"], s["atol"])
+    return "%s, %d steps" % (solver, steps)
+
+
 def _title(s):
     g = ("gamma learned from %g" % s["gamma"]) if s["learn_gamma"] else "gamma = %g" % s["gamma"]
-    return ("nested spheres d=%d, T=%g, H=%d, dopri5 rtol=%g; HBNODE %s; seed %d"
-            % (s["d"], s["T"], s["hidden"], s["rtol"], g, s["seed"]))
+    return ("nested spheres d=%d, T=%g, H=%d, %s; HBNODE %s; seed %d"
+            % (s["d"], s["T"], s["hidden"], _solver_text(s), g, s["seed"]))
 
 
 def plot_adjoint_norms(runs, settings):
@@ -662,10 +705,12 @@ def run(verbose=True, overwrite=False, **settings):
     datasets = make_data(s)
     say("Nested spheres (BW neural ODEs vs HBNODE): d=%d, ball r<%g vs shell %g<r<%g, %d train "
         "/ %d test points; T=%g, H=%d tanh, sigmoid+BCE readout on h(T); Adam lr=%g, batch %d, "
-        "%d epochs; dopri5 rtol=%g atol=%g, %s adjoint; HBNODE gamma %s %g; seed %d, data "
+        "%d epochs; %s, %s adjoint; HBNODE gamma %s %g; seed %d, data "
         "seed %d; backend %s/%s"
         % (s["d"], s["r1"], s["r2"], s["r3"], s["n_train"], s["n_test"], s["T"], s["hidden"],
-           s["lr"], s["batch_size"], s["epochs"], s["rtol"], s["atol"], s["adjoint"],
+           s["lr"], s["batch_size"], s["epochs"], _solver_text(s),
+           s["adjoint"] + ("" if s["checkpoints"] is None else " (%d checkpoints)"
+                           % s["checkpoints"]),
            "learned from" if s["learn_gamma"] else "fixed at", s["gamma"], s["seed"],
            s["data_seed"], backend.get_backend(), backend.get_dtype().name))
     runs = []

@@ -9,7 +9,10 @@ neural ODE field, its loss and gradients, Lemma 1), :mod:`~manualgrad.ode.hbnode
 heavy-ball neural ODE, BW Theorems 2-4) and :mod:`~manualgrad.ode.linear` (host-side linear
 theory of the heavy-ball ODE; import it explicitly: ``from manualgrad.ode import linear``, it
 needs scipy); :mod:`~manualgrad.ode.hvp` (Hessian-vector products through the discrete solve,
-X-NODE-HVP: ``node.hvp``, ``hbnode.hvp``; the fields' ``tangent`` and ``vjp_jvp``).
+X-NODE-HVP: ``node.hvp``, ``hbnode.hvp``; the fields' ``tangent`` and ``vjp_jvp``),
+:mod:`~manualgrad.ode.implicit` (backward Euler and SDIRK2 for stiff fields, X-IMPL; in the
+solver registry :data:`IMPLICIT`, a stalled adaptive solve raises :class:`SolverStalled`) and
+:mod:`~manualgrad.ode.checkpoint` (the checkpointed discrete adjoint, X-CKPT).
 
 Vector-field protocol: ``field.f(t, z, theta) -> (B, n)`` and
 ``field.vjp(t, z, theta, a) -> (a @ df/dz, {name: sum_b a . df/dtheta[name]})``; optional
@@ -18,10 +21,11 @@ solves ``field.f_into(t, z, theta, out, ws)`` and ``field.vjp_into(t, z, theta, 
 out_theta, ws)``. ``loss_and_grad`` takes ``workspace=`` (docs/workspace.md). A state, adjoint
 or loss that is no longer finite raises FloatingPointError naming the step. See docs/ode.md.
 """
-from . import adjoint, gradient, hbnode, hvp, node, solvers
+from . import adjoint, checkpoint, gradient, hbnode, hvp, implicit, node, solvers
 from .adjoint import continuous_adjoint, discrete_adjoint
 from .node import LinearField, NODEField
-from .solvers import SOLVERS, odeint, odeint_grid
+from .solvers import IMPLICIT, SOLVERS, SolverStalled, odeint, odeint_grid, solver_names
 
-__all__ = ["adjoint", "gradient", "hbnode", "hvp", "node", "solvers", "continuous_adjoint",
-           "discrete_adjoint", "LinearField", "NODEField", "SOLVERS", "odeint", "odeint_grid"]
+__all__ = ["adjoint", "checkpoint", "gradient", "hbnode", "hvp", "implicit", "node", "solvers",
+           "continuous_adjoint", "discrete_adjoint", "LinearField", "NODEField", "IMPLICIT",
+           "SOLVERS", "SolverStalled", "odeint", "odeint_grid", "solver_names"]

@@ -272,7 +272,7 @@ def test_theorem3_holds_for_a_m_and_not_for_a_h_on_the_computed_adjoint(n, H, se
     rng = np.random.default_rng(seed + 9)
     z1, aT = rng.standard_normal((2, 2 * n)), rng.standard_normal((2, 2 * n))
     worst, a_max, rs = [], 0.0, []
-    for N in (80, 160, 320):
+    for N in (160, 320, 640):  # at 80 steps some cases are still pre-asymptotic (ratio 2.8)
         res = adjoint.continuous_adjoint(field, z1, P, aT, 0.0, 1.0, solver="rk4", steps=N,
                                          record=True)
         r = field.theorem3_residuals(res.ts, res.zs, res.as_, P)
@@ -285,7 +285,7 @@ def test_theorem3_holds_for_a_m_and_not_for_a_h_on_the_computed_adjoint(n, H, se
         assert worst[2, j] <= max(worst[1, j] / 3, floor), worst
         assert worst[2, j] <= max(worst[0, j] / 10, floor), worst
     # a_h's residual does not vanish: at the times common to both grids (interior point i of
-    # the 160-step grid is point 2i+1 of the 320-step one) it stays at -a_m dJ/dt, which the
+    # the 320-step grid is point 2i+1 of the 640-step one) it stays at -a_m dJ/dt, which the
     # step does not change, up to the O(dt^2) errors of both grids
     gap = np.abs(rs[1]["h"] - rs[2]["h"][1::2]).max()
     assert gap <= 2 * (worst[1, 1] + worst[2, 1]) + floor
