@@ -8,5 +8,9 @@ Modules: :mod:`~manualgrad.backend` (NumPy/CuPy switch), :mod:`~manualgrad.activ
 """
 __version__ = "0.1.0"
 
+REPOSITORY_URL = "https://github.com/manualgrad/manualgrad"
+"""Where the repository is published: the lectures' Colab badges and install cells use it
+(lectures/README.md). The one place to change when the repository moves."""
+
 from . import activations, backend, bptt, check, data, inspect, layered, losses, optim, rnn, tbptt, train  # noqa: F401,E402,E501
 from .backend import get_backend, set_backend, use_backend  # noqa: F401,E402

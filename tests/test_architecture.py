@@ -12,6 +12,7 @@ much as one at the top. The floors, bottom to top::
     4  testing                                  strategies over the models (for tests)
     4  optim, train                             optimizers and the loop: no model, no data
     5  experiments                              settings, data, methods, figures
+    5  exercises                                the lectures' checked exercises
     6  cli                                      the console script
 
 and two rules on top: ``optim`` and ``train`` know no model (they take parameter mappings and
@@ -32,7 +33,7 @@ FLOORS = {
     "losses": 2, "data": 2,
     "rnn": 3, "layered": 3, "bptt": 3, "tbptt": 3, "coadjoint": 3, "cells": 3, "ode": 3,
     "testing": 4, "optim": 4, "train": 4,
-    "experiments": 5,
+    "experiments": 5, "exercises": 5,
     "cli": 6,
 }
 MODELS = ("rnn", "layered", "bptt", "tbptt", "coadjoint", "cells", "ode", "losses", "data")
