@@ -6,7 +6,13 @@
                                      OUT that already holds a record unless --overwrite
     manualgrad report RESULTS... [--out FOLDER] [--metric NAME]
                                      figures and tables over seeds from saved records
-    manualgrad study ltg [--quick]   an experiment over seeds x settings, in parallel processes
+    manualgrad run NAME --resume     take a killed run up from its last training state
+    manualgrad study NAME [--seeds 0-9] [--grid SETTING=V1,V2]... [--set SETTING=V]...
+                     [--spec FILE] [--quick] [--scheduler local[:N] | tcp://HOST:PORT]
+                                     an experiment over seeds x settings, one task per run on
+                                     Dask (a LocalCluster by default); a results store that
+                                     skips finished runs and resumes unfinished ones
+    manualgrad study ltg [--quick]   the LTG cell study (no --grid/--set/--spec)
     manualgrad data [--mnist-idx DIR]
                                      the data sets of data.load: sizes, views, where each comes
                                      from, whether it is present here, how to get it
@@ -102,19 +108,35 @@ def _cmd_run(args, parser):
 
 
 def _cmd_report(args):
-    from .experiments import report
-    report.make_report(args.results, out=args.out, metrics=args.metric, figures=args.figures)
+    import os
+
+    from .experiments import report, store
+    out = args.out
+    if (out == report.DEFAULT_OUT and len(args.results) == 1
+            and os.path.isfile(os.path.join(args.results[0], store.STUDY_FILE))):
+        out = os.path.join(args.results[0], "report")    # a study's report goes beside it
+    report.make_report(args.results, out=out, metrics=args.metric, figures=args.figures)
     return 0
 
 
 def _cmd_study(args):
-    from .experiments.study import STUDIES
-    add_arguments, settings_from_args, run = STUDIES[args.name]
+    from .experiments import study
+    general = any(a.split("=")[0] in study.GENERAL_ONLY for a in args.rest)
+    if args.name in study.STUDIES and not general:
+        add_arguments, settings_from_args, run = study.STUDIES[args.name]
+        sub = argparse.ArgumentParser(
+            prog="manualgrad study %s" % args.name, formatter_class=PlainHelpFormatter,
+            description="The %s cell study (the general form: give --grid, --set or --spec; "
+                        "see 'manualgrad study --help')." % args.name)
+        add_arguments(sub)
+        run(**settings_from_args(sub.parse_args(args.rest)))
+        return 0
     sub = argparse.ArgumentParser(prog="manualgrad study %s" % args.name,
-                                  formatter_class=PlainHelpFormatter)
-    add_arguments(sub)
-    run(**settings_from_args(sub.parse_args(args.rest)))
-    return 0
+                                  formatter_class=PlainHelpFormatter,
+                                  description=study.__doc__.split("\n\n")[0])
+    study.add_study_arguments(sub, args.name)
+    rec = study.run_study(**study.study_from_args(args.name, sub.parse_args(args.rest)))
+    return 1 if rec["summary"]["failed"] else 0
 
 
 def _cmd_check(args):
@@ -185,10 +207,14 @@ def main(argv=None):
     p_run.add_argument("rest", nargs=argparse.REMAINDER, help="the experiment's options")
     p_study = sub.add_parser("study", help="run an experiment over a grid of settings and seeds",
                              add_help=False, usage="manualgrad study NAME [options]",
-                             description="Run an experiment over a grid of settings and seeds "
-                             "in parallel processes. 'manualgrad study NAME --help' lists "
-                             "NAME's options.")
-    p_study.add_argument("name", nargs="?", help="study name: ltg")
+                             description="Run a registered experiment over a grid of seeds and "
+                             "settings, one task per run on Dask (a LocalCluster by default, or "
+                             "--scheduler tcp://HOST:PORT), into a results store that skips "
+                             "finished runs and resumes unfinished ones. 'manualgrad study NAME "
+                             "--help' lists the options; 'manualgrad study ltg' without --grid, "
+                             "--set or --spec is the LTG cell study.")
+    p_study.add_argument("name", nargs="?", help="a registered experiment (manualgrad run "
+                                                 "--list), e.g. ltg, adding")
     p_study.add_argument("rest", nargs=argparse.REMAINDER, help="the study's options")
     p_report = sub.add_parser("report", help="figures and tables over seeds from saved results "
                                          "records", description="Read results records (files, "
@@ -230,13 +256,13 @@ def main(argv=None):
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "study":
-            from .experiments.study import STUDIES
+            from .experiments import REGISTRY
             if args.name in HELP or (not args.name and any(a in HELP for a in args.rest)):
                 p_study.print_help()
                 return 0
-            if args.name not in STUDIES:
-                parser.error("study: give a study name, one of %s (then --help for its options)"
-                             % ", ".join(STUDIES))
+            if args.name not in REGISTRY:
+                parser.error("study: give an experiment name, one of %s (then --help for its "
+                             "options)" % ", ".join(REGISTRY))
             return _cmd_study(args)
         if args.command == "data":
             return _cmd_data(args)

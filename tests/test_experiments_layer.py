@@ -1,7 +1,7 @@
 """experiments/ is a thin layer: no registered experiment module imports another one.
 
 What two experiments share lives in a shared module (options, methods, threads, plots, record,
-report, study), never inside one of them (docs: ARCHITECTURE's floors). The import graph of
+report, study, store), never inside one of them (docs: ARCHITECTURE's floors). The import graph of
 ``manualgrad/experiments/*.py`` is read with ``ast`` (nothing is imported to build it), so the
 test also catches imports inside functions.
 """
@@ -14,7 +14,7 @@ from manualgrad.experiments import REGISTRY
 
 FOLDER = Path(__file__).resolve().parents[1] / "manualgrad" / "experiments"
 PACKAGE = "manualgrad.experiments"
-SHARED = {"options", "methods", "threads", "plots", "record", "report", "study"}
+SHARED = {"options", "methods", "threads", "plots", "record", "report", "study", "store"}
 EXPERIMENTS = {mod.__name__.rsplit(".", 1)[-1] for mod in REGISTRY.values()}
 
 

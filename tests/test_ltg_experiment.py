@@ -118,6 +118,8 @@ def test_study_grid_files_and_aggregates(tmp_path):
 
 
 def test_study_pool_gives_the_numbers_of_one_process(tmp_path):
+    pytest.importorskip("distributed", reason="the study's worker pool is Dask's: pip install "
+                                              "'manualgrad[study]'")
     kw = dict(STUDY_TINY, alphas=(0.5,))
     one = study.run_ltg_study(workers=1, out=str(tmp_path / "one"), verbose=False, **kw)
     two = study.run_ltg_study(workers=2, out=str(tmp_path / "two"), verbose=False, **kw)

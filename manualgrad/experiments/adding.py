@@ -44,7 +44,8 @@ from .._validate import number as _number
 from . import record as _record
 from .methods import add_iterations, frank_wolfe
 from .options import FW_DEFAULTS, add_fw_arguments, add_options, add_run_arguments, \
-    check_fw_settings, check_integers, check_run_settings, complete, selection, start_run
+    check_fw_settings, check_integers, check_run_settings, complete, run_state, selection, \
+    start_run
 from .plots import save_figure
 from .threads import blas_threads
 
@@ -183,7 +184,8 @@ def train_method(method, settings, datasets=None, progress=None):
         hist = train.fit(params, grad_fn, u_tr, y_tr, epochs=s["epochs"],
                          batch_size=s["batch_size"], optimizer=opt, seed=s["seed"],
                          evaluate=lambda P: {"test_mse": evaluate_mse(P, u_te, y_te)},
-                         progress=progress, desc=method, clip=clip)
+                         progress=progress, desc=method, clip=clip,
+                         state=run_state(s, s["out"], method))
     add_iterations(hist.epochs, s["n_train"], s["batch_size"], opt)
     return {"method": method, "epochs": hist.epochs, "stopped": hist.stopped,
             "wall_time_s": hist.wall_time, "optimizer": repr(opt)}

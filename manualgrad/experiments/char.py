@@ -43,7 +43,7 @@ from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .methods import check_optimizer, make_optimizer
 from .options import add_options, add_run_arguments, check_integers, check_run_settings, \
-    complete, start_run
+    complete, run_state, start_run
 from .plots import save_figure
 from .threads import blas_threads
 
@@ -316,7 +316,8 @@ def run(verbose=True, overwrite=False, **settings):
     with blas_threads(s["blas_threads"]):
         hist = train.fit(params, grad_fn, u, y, epochs=s["epochs"], batch_size=s["batch_size"],
                          optimizer=make_optimizer(s, OPTIMIZERS), seed=s["seed"], evaluate=evaluate,
-                         progress=s["progress"], desc="char", example_axis=1, clip=s["clip"])
+                         progress=s["progress"], desc="char", example_axis=1, clip=s["clip"],
+                         state=run_state(s, out, "char"))
     params = hist.params
     rows = hist.epochs
     for r in rows:

@@ -50,7 +50,7 @@ from . import record as _record
 from .methods import METHOD_SPECS, describe, holdout_split, subsample, summarize, \
     train_classifier
 from .options import FW_DEFAULTS, add_fw_common_arguments, add_options, check_fw_common, \
-    complete, method_list, start_run
+    complete, method_list, run_state, start_run
 from .plots import print_run, write_outputs
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "HEADS", "NO_DATA", "add_arguments",
@@ -234,7 +234,8 @@ def run(verbose=True, overwrite=False, **settings):
     t0 = time.perf_counter()
     for method in methods:
         label = "%s/%s" % (task, method)
-        res = train_classifier(method, s, data, model, desc=label)
+        res = train_classifier(method, s, data, model, desc=label,
+                               state=run_state(s, out, label))
         runs.append(res)
         print_run(say, describe(method, s), res)
         _record.add_run(record, label, res["epochs"], stopped=res["stopped"],

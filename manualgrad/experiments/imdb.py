@@ -41,11 +41,12 @@ from .. import backend, coadjoint, inspect, train
 from ..data import imdb as _imdb
 from .._validate import integer as _integer
 from . import record as _record
-from .methods import JP_METHODS, OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, \
+from .methods import JP_METHODS, OPTIMIZERS, check_jp_settings, drain_mean, make_optimizer, \
     jp_grad_fn, jp_model, stop_reason
-from .options import add_options, add_run_arguments, apply_quick, check_integers, \
-    check_run_settings, complete, selection
+from .options import WarningLog, add_options, add_run_arguments, apply_quick, check_integers, \
+    check_run_settings, complete, run_state, selection
 from .plots import plot_adjoint_norms, plot_test_error, save_figure
+from .threads import blas_threads
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "SYNTHETIC_PER_CLASS", "add_arguments", "check_settings",
            "load_data", "train_method", "run"]
@@ -237,7 +238,8 @@ def train_method(method, settings, train_split, test_split, progress=None):
     params = model.init_params(p, s["hidden"], 1, **init)
     pen = coadjoint.get_penalty(s["G"])
     progress = s["progress"] if progress is None else progress
-    norms_by_epoch, G_seen, times, failure = {}, [], [], []
+    norm_means, G_seen, times, failure = {}, [], [], []     # carried by the training state
+    log = WarningLog()
     gradient = jp_grad_fn(method, KW, pen, s["alpha"], G_seen, failure)
 
     def grad_fn(P, tok, y):
@@ -263,18 +265,28 @@ def train_method(method, settings, train_split, test_split, progress=None):
                 warnings.simplefilter("ignore")
                 G_sum += float(pen(sw.adj.lam, sw.adj.lam0)[0].sum())
         mean = norm_sum / n
-        norms_by_epoch[len(norms_by_epoch)] = inspect.AdjointNorms(None, mean,
-                                                                   np.arange(1, s["T"] + 1))
+        norm_means[str(len(norm_means))] = mean.tolist()
         row = {"test_F": F_sum / n, "test_error": err_sum / n, "test_G": G_sum / n,
                "lam1": float(mean[0]), "lamT": float(mean[-1])}
         drain_mean(row, "train_G", G_seen)
         return drain_mean(row, "grad_time_s", times)
 
-    hist, caught = fit_jp(params, grad_fn, tok_tr, y_tr, s, evaluate, progress, method)
+    state = run_state(s, s["out"], method, carry={"G_seen": G_seen, "times": times,
+                                                   "failure": failure, "norms": norm_means,
+                                                   "warnings": log.seen})
+    with log, blas_threads(s["blas_threads"]):
+        hist = train.fit(params, grad_fn, tok_tr, y_tr, epochs=s["epochs"],
+                         batch_size=s["batch_size"], optimizer=make_optimizer(s), seed=s["seed"],
+                         evaluate=evaluate, progress=progress, desc=method, clip=s["clip"],
+                         state=state)
+    caught = log.counts()
+    k = np.arange(1, s["T"] + 1)
+    norms_by_epoch = {int(e): inspect.AdjointNorms(None, np.array(m), k)
+                      for e, m in norm_means.items()}
     return {"method": method, "epochs": hist.epochs,
             "stopped": stop_reason(hist.stopped, failure),
             "wall_time_s": hist.wall_time, "warnings": caught,
-            "adjoint_norms": {str(e): nm.mean.tolist() for e, nm in norms_by_epoch.items()},
+            "adjoint_norms": dict(norm_means),
             "_norms": norms_by_epoch}
 
 
@@ -319,7 +331,7 @@ def run(verbose=True, overwrite=False, **settings):
     """
     asked = apply_quick(dict(settings), DEFAULTS, QUICK)
     s = check_settings(**asked)
-    out = _record.prepare_out(s["out"], overwrite)
+    out = _record.prepare_out(s["out"], overwrite or bool(s.get("resume")))
     say = print if verbose else (lambda *a, **k: None)
     for k in ("n_train", "n_test"):
         if asked.get(k) is not None and asked[k] != s[k]:

@@ -39,10 +39,11 @@ import warnings
 from .. import backend, coadjoint, data, inspect, rnn, train
 from ..cells import lstm
 from . import record as _record
-from .methods import JP_METHODS, OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, \
-    jp_grad_fn, jp_model, stop_reason
-from .options import add_options, add_run_arguments, check_ltg_data, check_run_settings, \
-    complete, selection, start_run
+from .methods import JP_METHODS, OPTIMIZERS, check_jp_settings, drain_mean, jp_grad_fn, \
+    jp_model, make_optimizer, stop_reason
+from .options import WarningLog, add_options, add_run_arguments, check_ltg_data, \
+    check_run_settings, complete, run_state, selection, start_run
+from .threads import blas_threads
 from .plots import init_text, plot_adjoint_norms, plot_test_error, save_figure
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "add_arguments", "run", "check_settings",
@@ -151,6 +152,12 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
     training ended early, or ""); ``wall_time_s``; ``warnings`` ({category: {count, first}});
     ``adjoint_norms`` ({epoch: mean ||lambda_k||, k = 1..T}) if ``keep_norms``, and then also
     ``_norms`` ({epoch: :class:`~manualgrad.inspect.AdjointNorms`}, for the plots; not JSON-able).
+
+    With ``settings["out"]`` a folder, the training state is kept in
+    ``OUT/checkpoints/<method>.npz`` (:func:`~manualgrad.experiments.options.run_state`;
+    ``resume`` takes it up), together with
+    what the epochs accumulate on the side (penalty values, adjoint norms, warnings), so a
+    resumed run returns the same dict.
     """
     s = check_settings(**settings)
     if method not in METHODS:
@@ -162,9 +169,10 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
     params = init_params(s) if params is None else params
     pen = coadjoint.get_penalty(s["G"])
     progress = s["progress"] if progress is None else progress
-    norms_by_epoch = {}
+    norm_means = {}    # str(epoch) -> mean ||lambda_k||, k = 1..T (carried by the state)
     G_seen = []        # penalty values of this epoch's minibatches (coadjoint)
     failure = []       # a FloatingPointError raised by the coadjoint sweep
+    log = WarningLog()
 
     model, kw = jp_model(method, KW)
     grad_fn = jp_grad_fn(method, KW, pen, s["alpha"], G_seen, failure)
@@ -173,7 +181,7 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
         sw = model.sweep(P, u_te, y_te, **kw)
         nrm = _norms(sw.adj)
         if keep_norms:
-            norms_by_epoch[len(norms_by_epoch)] = nrm
+            norm_means[str(len(norm_means))] = nrm.mean.tolist()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             Gb = pen(sw.adj.lam, sw.adj.lam0)[0]
@@ -182,12 +190,20 @@ def train_method(method, settings, datasets=None, params=None, progress=None, ke
                "lamT": float(nrm.mean[-1])}
         return drain_mean(row, "train_G", G_seen)
 
-    hist, caught = fit_jp(params, grad_fn, u_tr, y_tr, s, evaluate, progress, method)
+    state = run_state(s, s["out"], method, carry={"G_seen": G_seen, "failure": failure,
+                                                   "norms": norm_means, "warnings": log.seen})
+    with log, blas_threads(s["blas_threads"]):
+        hist = train.fit(params, grad_fn, u_tr, y_tr, epochs=s["epochs"],
+                         batch_size=s["batch_size"], optimizer=make_optimizer(s), seed=s["seed"],
+                         evaluate=evaluate, progress=progress, desc=method, clip=s["clip"],
+                         state=state)
     out = {"method": method, "epochs": hist.epochs, "stopped": stop_reason(hist.stopped, failure),
-           "wall_time_s": hist.wall_time, "warnings": caught}
+           "wall_time_s": hist.wall_time, "warnings": log.counts()}
     if keep_norms:
-        out["adjoint_norms"] = {str(e): n.mean.tolist() for e, n in norms_by_epoch.items()}
-        out["_norms"] = norms_by_epoch
+        k = backend.np.arange(1, s["T"] + 1)
+        out["adjoint_norms"] = dict(norm_means)
+        out["_norms"] = {int(e): inspect.AdjointNorms(None, backend.np.array(m), k)
+                         for e, m in norm_means.items()}
     return out
 
 

@@ -71,7 +71,7 @@ from ..ode import hbnode, node, solvers
 from ..optim.adam import Adam
 from . import record as _record
 from .options import add_options, add_run_arguments, boolean, check_integers, complete, \
-    selection, start_run
+    run_state, selection, start_run
 from .plots import save_figure
 from .threads import blas_threads
 
@@ -486,7 +486,10 @@ def train_model(name, settings, datasets=None, progress=None):
     with blas_threads(s["blas_threads"]):
         hist = train.fit(dict(model.params0), grad_fn, x_tr[None], y_tr, epochs=s["epochs"],
                          batch_size=s["batch_size"], optimizer=Adam(s["lr"]), seed=s["seed"],
-                         evaluate=evaluate, progress=progress, desc=name)
+                         evaluate=evaluate, progress=progress, desc=name,
+                         state=run_state(s, s["out"], name, carry={
+                             "iters": iters, "seen": seen, "failures": failures,
+                             "curves": curves, "epoch": epoch_box}))
     stopped = hist.stopped
     if failures:
         stopped = "; ".join(([stopped] if stopped else []) + failures[:3])

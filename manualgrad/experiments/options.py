@@ -7,20 +7,25 @@ to every setting left at its default (:func:`apply_quick`).
 
 The common options, added by :func:`add_run_arguments`: ``--seed``, ``--data-seed``, ``--out``,
 ``--overwrite`` (write into a folder that already holds a record), ``--blas-threads``,
-``--no-progress`` and ``--quick``. Sizes and training options by :func:`add_options` (one line
-per option, help text from the module). The Frank-Wolfe option group (:data:`FW_DEFAULTS`,
-:func:`add_fw_arguments`, :func:`check_fw_settings`) is the same for every FW experiment:
-``--fw-whole-vector`` selects one ball for the whole parameter vector (``--fw-per-tensor
-BOOL``, the adding experiment's former spelling, is still accepted).
+``--no-progress``, ``--quick``, and the run options :data:`RUN_KEYS`: ``--resume`` (take the run
+up from its training state in ``OUT/checkpoints/``) and ``--checkpoint-minutes``. An experiment
+gets them by passing ``state=run_state(s, out, label)`` (:func:`run_state`) to
+:func:`manualgrad.train.fit`; the run keys pass through :func:`complete` into the settings of
+every experiment and are left out of records
+(:data:`manualgrad.experiments.record.IGNORED_SETTINGS`). Sizes and training options by
+:func:`add_options` (one line per option, help text from the module). The Frank-Wolfe option group
+(:data:`FW_DEFAULTS`, :func:`add_fw_arguments`, :func:`check_fw_settings`) is the same for every FW
+experiment: ``--fw-whole-vector`` selects one ball for the whole parameter vector
+(``--fw-per-tensor BOOL``, the adding experiment's former spelling, is still accepted).
 
 Settings checks: :func:`complete` (unknown keys, defaults), :func:`check_integers`,
-:func:`check_run_settings` (``blas_threads``, ``progress``), :func:`check_ltg_data` (the Long
-Time Gap sizes of ltg and norms), :func:`check_fw_settings`, :func:`check_fw_common` (fwseq
-and har).
+:func:`check_run_settings` (``blas_threads``, ``progress``), :func:`check_ltg_data` (the Long Time
+Gap sizes of ltg and norms), :func:`check_fw_settings`, :func:`check_fw_common` (fwseq and har).
 """
 from __future__ import annotations
 
 import argparse
+import os
 
 from .. import tbptt
 from ..optim.frank_wolfe import MINIBATCHES, OUTERS, FrankWolfe
@@ -29,7 +34,15 @@ from .._validate import integer as _integer, number as _number
 __all__ = ["add_quick_argument", "apply_quick", "boolean", "selection", "complete",
            "check_integers", "check_run_settings", "check_ltg_data", "add_run_arguments",
            "add_options", "FW_DEFAULTS", "add_fw_arguments", "check_fw_settings",
-           "add_fw_common_arguments", "check_fw_common", "method_list", "start_run"]
+           "add_fw_common_arguments", "check_fw_common", "method_list", "start_run",
+           "RUN_KEYS", "CHECKPOINT_MINUTES", "run_state", "settings_tag", "WarningLog"]
+
+RUN_KEYS = ("resume", "checkpoint_minutes")
+"""Settings of how a run is carried out, not of what it computes: accepted by every
+experiment's settings (:func:`complete`), never part of its record."""
+
+CHECKPOINT_MINUTES = 10.0
+"""Default minutes between training-state writes inside an epoch (every epoch end writes one)."""
 
 
 def add_quick_argument(parser, quick):
@@ -90,18 +103,20 @@ def method_list(value, valid, what="optimizer"):
 def start_run(check_settings, settings, defaults, quick, overwrite=False, verbose=True):
     """The start of an experiment's ``run``: ``quick`` applied (:func:`apply_quick`), the
     settings checked by ``check_settings(**settings)``, the results folder made ready before any
-    work (:func:`manualgrad.experiments.record.prepare_out` with ``overwrite``). Returns
+    work (:func:`manualgrad.experiments.record.prepare_out` with ``overwrite``; ``resume``
+    implies it: a run taken up writes its record where it was going to). Returns
     ``(settings, out, say)``; ``say`` is ``print`` when ``verbose``, else a no-op."""
     from .record import prepare_out
     s = check_settings(**apply_quick(dict(settings), defaults, quick))
-    out = prepare_out(s["out"], overwrite)
+    out = prepare_out(s["out"], overwrite or bool(s.get("resume")))
     return s, out, (print if verbose else (lambda *a, **k: None))
 
 
 def complete(settings, defaults, experiment):
     """A new dict: ``defaults`` updated with ``settings``; TypeError naming ``experiment``, the
-    unknown keys and the valid ones when ``settings`` has a key ``defaults`` lacks."""
-    unknown = sorted(set(settings) - set(defaults))
+    unknown keys and the valid ones when ``settings`` has a key ``defaults`` lacks (the run
+    keys :data:`RUN_KEYS` are always accepted and kept when given)."""
+    unknown = sorted(set(settings) - set(defaults) - set(RUN_KEYS))
     if unknown:
         raise TypeError("unknown %s setting(s) %s; valid are %s"
                         % (experiment, ", ".join(unknown), ", ".join(defaults)))
@@ -174,7 +189,85 @@ def add_run_arguments(p, d, quick, seed="init and shuffling seed, shared by the 
                         "(default: refuse)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
+    have = getattr(p, "_option_string_actions", {})   # an experiment's own --resume stays
+    if "--resume" not in have:
+        p.add_argument("--resume", action="store_true", default=argparse.SUPPRESS,
+                       help="continue the run from its last training state in OUT/checkpoints/ "
+                            "(bit-identical to a run never interrupted); a run with none starts "
+                            "from the beginning")
+    if "--checkpoint-minutes" not in have:
+        p.add_argument("--checkpoint-minutes", type=float, default=argparse.SUPPRESS,
+                       help="minutes between training-state writes inside an epoch (every "
+                            "epoch end writes one; default %g)" % CHECKPOINT_MINUTES)
     add_quick_argument(p, quick)
+
+
+# ------------------------------------------------------------------------------ resuming
+def settings_tag(s, label):
+    """A short hash of the settings ``s`` (less ``out``, ``progress``, ``verbose`` and the run
+    keys) and ``label``: what a run's state file must have been written with to be taken up."""
+    import hashlib
+    import json
+
+    from .. import train
+    skip = set(RUN_KEYS) | {"out", "progress", "verbose", "blas_threads"}
+    text = json.dumps([label, train.to_jsonable({k: v for k, v in s.items() if k not in skip})],
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_state(s, out, label, carry=None):
+    """The ``state`` argument of :func:`manualgrad.train.fit` for the training called ``label``
+    (a method, a model) of a run with checked settings ``s`` writing to ``out``: a
+    :class:`~manualgrad.train.StateFile` at ``OUT/checkpoints/<label>.npz``, resuming when
+    ``s["resume"]``, written every ``s["checkpoint_minutes"]`` (default
+    :data:`CHECKPOINT_MINUTES`) inside an epoch; ``carry`` as in the StateFile. ``out`` None
+    (e.g. a study job that keeps no files) gives None: no state is kept."""
+    import re
+
+    from .. import train
+    if out is None or out == "-":
+        return None
+    folder = os.path.join(os.fspath(out), "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", str(label)) or "train"
+    minutes = s.get("checkpoint_minutes")
+    return train.StateFile(os.path.join(folder, name + ".npz"), resume=bool(s.get("resume")),
+                           every_minutes=CHECKPOINT_MINUTES if minutes is None else minutes,
+                           carry=carry, tag=settings_tag(s, label))
+
+
+class WarningLog:
+    """Counts the warnings raised inside ``with log:`` as ``{category: {"count", "first"}}``
+    (the form of :func:`manualgrad.experiments.methods.warning_counts`), kept in a plain list of
+    ``[category, message]`` pairs (:attr:`seen`) that a run's state can carry
+    (``run_state(..., carry={"warnings": log.seen})``), so a resumed run reports the warnings
+    of its first part too."""
+
+    def __init__(self):
+        self.seen = []
+        self._ctx = None
+
+    def __enter__(self):
+        import warnings
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("always")
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.seen.append([category.__name__, str(message)])
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+    def counts(self):
+        out = {}
+        for name, message in self.seen:
+            out.setdefault(name, {"count": 0, "first": message})
+            out[name]["count"] += 1
+        return out
 
 
 # ------------------------------------------------------------------------------ Frank-Wolfe

@@ -47,8 +47,9 @@ __all__ = ["RECORD_VERSION", "IGNORED_SETTINGS", "VOLATILE_KEYS", "X_KEYS", "pre
            "group_key", "run_rows", "metric_names"]
 
 RECORD_VERSION = 1
-IGNORED_SETTINGS = ("out", "progress", "verbose")
-"""Settings that do not change the numbers, left out of ``record["settings"]``."""
+IGNORED_SETTINGS = ("out", "progress", "verbose", "resume", "checkpoint_minutes")
+"""Settings that do not change the numbers, left out of ``record["settings"]`` (a run taken up
+with ``--resume`` gives the record of one never interrupted)."""
 
 VOLATILE_KEYS = ("wall_time_s", "created", "argv", "_path")
 """Entries that differ between two runs of the same command (timings, the date, the command line
@@ -60,13 +61,23 @@ X_KEYS = ("epoch", "step")
 
 
 def versions():
-    """Versions of manualgrad, Python and the numeric libraries (those importable)."""
+    """Versions of manualgrad, Python and the numeric libraries: scipy, matplotlib and sklearn
+    when installed (read from their package metadata, so the answer does not depend on what
+    this process happened to import before: two processes of one install write the same
+    versions), cupy when it is loaded (the CuPy backend)."""
+    from importlib import metadata
     out = {"manualgrad": __version__, "python": platform.python_version(),
            "numpy": backend.np.__version__}
-    for name in ("scipy", "matplotlib", "cupy", "sklearn"):
+    for name, dist in (("scipy", "scipy"), ("matplotlib", "matplotlib"), ("cupy", None),
+                       ("sklearn", "scikit-learn")):
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
+        elif dist is not None:
+            try:
+                out[name] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
     return out
 
 
@@ -138,12 +149,25 @@ def finish(record, out, wall_time_s, figures=()):
     """Set the wall time and figure names, write ``out/results.json``; returns its path.
 
     ``out`` is created if missing. ``figures``: file names (or paths) of figures already saved
-    in ``out``.
+    in ``out``. The record is written under a temporary name and renamed (a killed run leaves
+    no half record), and then the run's training states (``out/checkpoints/``,
+    :func:`manualgrad.experiments.options.run_state`) are removed: a finished run has nothing
+    left to resume.
     """
+    import shutil
     os.makedirs(out, exist_ok=True)
     record["wall_time_s"] = float(wall_time_s)
     record["figures"] = [os.path.basename(os.fspath(f)) for f in figures]
-    return train.write_json(os.path.join(out, "results.json"), record)
+    path = os.path.join(out, "results.json")
+    tmp = os.path.join(out, ".results.json.tmp-%d" % os.getpid())
+    try:
+        train.write_json(tmp, record)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    shutil.rmtree(os.path.join(out, "checkpoints"), ignore_errors=True)
+    return path
 
 
 def find_records(paths):

@@ -11,7 +11,10 @@ next to :mod:`manualgrad.bptt`.
 
 One protocol, what :func:`manualgrad.train.fit` relies on: ``opt.step(params, grads) -> params``;
 optionally ``eval_point(params)`` and ``steps_per_batch`` (where and how often the gradient is
-taken) and ``begin_epoch()`` / ``epoch_metrics() -> mapping`` (extra entries of each epoch row).
+taken) and ``begin_epoch()`` / ``epoch_metrics() -> mapping`` (extra entries of each epoch row);
+for runs that resume (``fit(..., state=...)``) ``state_dict() -> mapping`` and
+``load_state_dict(mapping)``: everything the optimizer carries between steps (Adam's moments and
+step count, Frank-Wolfe's counters, pending Delta and Adam outer state; SGD: nothing).
 One vocabulary of checks (:mod:`manualgrad._validate`, docs/conventions.md): every optimizer
 refuses bad hyperparameters at construction and, at each step, grads whose keys or shapes
 differ from params or that hold NaN or Inf (ValueError naming the array).

@@ -119,6 +119,27 @@ class Adam:
     def reset(self):
         self.state = None
 
+    def state_dict(self):
+        """What a resumed run needs, as a new dict: ``{"state": None}`` before the first step,
+        else ``{"state": {"m": {...}, "v": {...}, "t": int}}`` (the arrays themselves, not
+        copies; :func:`manualgrad.train.fit` writes them to its state file bit for bit)."""
+        return {"state": None if self.state is None else
+                {"m": dict(self.state["m"]), "v": dict(self.state["v"]), "t": self.state["t"]}}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` gave (e.g. read back from a state file); the next
+        :meth:`step` then continues exactly where that optimizer was."""
+        if not hasattr(state, "keys") or "state" not in state:
+            raise ValueError("Adam.load_state_dict: expected {'state': ...} from "
+                             "Adam.state_dict(), got %r" % (state,))
+        st = state["state"]
+        if st is not None:
+            if not hasattr(st, "keys") or set(st) != {"m", "v", "t"}:
+                raise ValueError("Adam.load_state_dict: state must hold 'm', 'v', 't', got %r"
+                                 % (sorted(st) if hasattr(st, "keys") else st,))
+            st = {"m": dict(st["m"]), "v": dict(st["v"]), "t": int(st["t"])}
+        self.state = st
+
     def __repr__(self):
         return "Adam(lr=%g, beta1=%g, beta2=%g, eps=%g)" % (self.lr, self.beta1, self.beta2,
                                                            self.eps)

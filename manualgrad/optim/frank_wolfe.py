@@ -304,6 +304,40 @@ class FrankWolfe:
         self.angles = []
         self._epoch_start = 0    # len(angles) when the current epoch began (begin_epoch)
 
+    def state_dict(self):
+        """Everything Algorithm 1 carries between calls, as a new dict: the outer counter ``t``,
+        the inner counter ``k``, the pending ``Delta`` and first gradient ``g1`` (None between
+        outer steps), the Adam outer state, the angles and where the current epoch began. The
+        hyperparameters and the schedule are not state: the caller builds the optimizer with
+        them again. Arrays are the optimizer's own (not copies)."""
+        adam = self.adam_state
+        return {"t": self.t, "k": self.k,
+                "Delta": None if self.Delta is None else dict(self.Delta),
+                "g1": None if self._g1 is None else dict(self._g1),
+                "adam": None if adam is None else {"m": dict(adam["m"]), "v": dict(adam["v"]),
+                                                   "t": adam["t"]},
+                "angles": [float(a) for a in self.angles], "epoch_start": self._epoch_start}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` gave: the next :meth:`step` continues exactly there."""
+        need = {"t", "k", "Delta", "g1", "adam", "angles", "epoch_start"}
+        if not hasattr(state, "keys") or set(state) != need:
+            raise ValueError("FrankWolfe.load_state_dict: expected the keys %s of "
+                             "FrankWolfe.state_dict(), got %r"
+                             % (sorted(need), sorted(state) if hasattr(state, "keys") else state))
+        k = int(state["k"])
+        if not 0 <= k < self.K:
+            raise ValueError("FrankWolfe.load_state_dict: k = %d pending inner steps, but this "
+                             "optimizer has K = %d" % (k, self.K))
+        self.t, self.k = int(state["t"]), k
+        self.Delta = None if state["Delta"] is None else dict(state["Delta"])
+        self._g1 = None if state["g1"] is None else dict(state["g1"])
+        adam = state["adam"]
+        self.adam_state = None if adam is None else {"m": dict(adam["m"]), "v": dict(adam["v"]),
+                                                     "t": int(adam["t"])}
+        self.angles = [float(a) for a in state["angles"]]
+        self._epoch_start = int(state["epoch_start"])
+
     @property
     def steps_per_batch(self):
         """Inner steps :func:`~manualgrad.train.fit` takes on each minibatch: K ("same") or 1."""

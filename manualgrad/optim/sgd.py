@@ -32,5 +32,15 @@ class SGD:
     def step(self, params, grads):
         return _sgd_step("SGD.step", params, grads, self.lr)
 
+    def state_dict(self):
+        """SGD keeps nothing between steps: ``{}`` (the protocol of Adam and FrankWolfe)."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Nothing to restore; ``state`` must be the ``{}`` of :meth:`state_dict`."""
+        if not hasattr(state, "keys") or len(state):
+            raise ValueError("SGD.load_state_dict: SGD has no state; expected {}, got %r"
+                             % (state,))
+
     def __repr__(self):
         return "SGD(lr=%g)" % self.lr
