@@ -67,8 +67,8 @@ from .._validate import integer as _integer, number as _number
 from . import record as _record
 from .methods import METHOD_SPECS, describe, holdout_split, subsample, summarize, \
     train_classifier
-from .options import FW_DEFAULTS, add_fw_common_arguments, add_options, check_fw_common, \
-    complete, method_list, run_state, start_run
+from .options import FW_DEFAULTS, add_fw_common_arguments, add_options, check_dataset_or_idx, \
+    check_fw_common, complete, method_list, run_state, start_run
 from .plots import print_run, write_outputs
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "TASKS", "DATASETS", "VIEWS", "KW",
@@ -136,15 +136,10 @@ def steps(settings):
     s = settings
     if s["view"] not in VIEWS:
         raise ValueError("view must be one of %s, got %r" % (", ".join(VIEWS), s["view"]))
+    check_dataset_or_idx(s, DATASETS)
     if s["dataset"] is None:
         H, W = (28, 28) if s["idx"] is not None else (8, 8)
     else:
-        if s["dataset"] not in DATASETS:
-            raise ValueError("dataset must be one of %s (or None: the bundled 8x8 digits), got "
-                             "%r" % (", ".join(DATASETS), s["dataset"]))
-        if s["idx"] is not None:
-            raise ValueError("give dataset or idx, not both (idx is MNIST from IDX files; "
-                             "dataset=%r a registry data set)" % s["dataset"])
         spec = data_registry.REGISTRY[s["dataset"]]
         if s["view"] not in spec.views or spec.image is None:
             raise ValueError("view %r is not available for dataset %r (its views: %s)"

@@ -48,7 +48,7 @@ from . import record as _record
 from .methods import CELL_COLORS, CELL_OPTIONS, cell_metrics, check_optimizer, drain_mean, \
     fit_jp, jp_grad_fn, split_cell_options, stop_reason
 from .options import WarningLog, add_options, add_run_arguments, apply_quick, check_integers, \
-    check_run_settings, complete, run_state
+    check_run_settings, complete, int_list, json_object, run_state
 from .plots import save_figure
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "METHODS", "VARIANTS", "PAPER", "HEAD", "COLORS",
@@ -92,26 +92,6 @@ TINY = dict(seeds=(0,), hidden=4, epochs=1, n_train=60, n_test=30, batch_size=20
 
 
 # ------------------------------------------------------------------------------ settings
-def _int_list(value, name):
-    """A tuple of ints >= 0 from a sequence, an int or a comma-separated string ("0,1,2")."""
-    if isinstance(value, str):
-        parts = [v for v in value.replace(" ", "").split(",") if v]
-        try:
-            value = [int(v) for v in parts]
-        except ValueError:
-            raise ValueError("%s must be comma-separated integers, got %r" % (name, value)) \
-                from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise TypeError("%s must be a sequence of integers, got %r" % (name, value))
-    out = tuple(_integer(v, name, 0) for v in value)
-    if not out:
-        raise ValueError("%s must name at least one value" % name)
-    if len(set(out)) != len(out):
-        raise ValueError("%s lists a value twice: %r" % (name, out))
-    return out
-
 
 def _names(value, name, valid, allow_all=False):
     """A tuple of names among ``valid`` from a sequence or a comma-separated string."""
@@ -143,7 +123,7 @@ def check_settings(**settings):
     s["variants"] = _names(s["variants"], "variants", VARIANTS)
     if s["seed"] is not None:
         s["seeds"] = (_integer(s["seed"], "seed", 0),)
-    s["seeds"] = _int_list(s["seeds"], "seeds")
+    s["seeds"] = int_list(s["seeds"], "seeds", unique=True)
     s["seed"] = None
     check_integers(s, (("hidden", 1), ("epochs", 0), ("batch_size", 1), ("data_seed", 0),
                        ("eval_chunk", 1)))
@@ -178,17 +158,6 @@ def check_settings(**settings):
     return check_run_settings(s)
 
 
-def _json_options(text):
-    import argparse
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError("not JSON (%s): %r" % (exc, text)) from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object {cell: {option: value}}, got %r"
-                                         % (text,))
-    return value
-
 
 def add_arguments(p):
     d = DEFAULTS
@@ -207,7 +176,7 @@ def add_arguments(p):
     p.add_argument("--normalize", default=d["normalize"],
                    choices=("global", "channel", "feature", "none"),
                    help="inputs standardised with training statistics (default %(default)s)")
-    p.add_argument("--cell-options", type=_json_options, default=d["cell_options"],
+    p.add_argument("--cell-options", type=json_object, default=d["cell_options"],
                    metavar="JSON", help="per-cell options merged over %s"
                    % json.dumps(CELL_OPTIONS).replace("%", "%%"))
     add_options(p, d, ("hidden", int, "hidden size m of every cell"), ("epochs", int, ""),

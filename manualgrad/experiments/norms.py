@@ -45,7 +45,7 @@ from . import record as _record
 from .methods import CELL_COLORS, CELL_OPTIONS as _CELL_OPTIONS, cell_metrics, \
     split_cell_options
 from .options import add_options, add_run_arguments, check_ltg_data, check_run_settings, \
-    complete, run_state, start_run
+    complete, json_object, run_state, start_run
 from .plots import save_figure
 from .threads import blas_threads
 
@@ -135,24 +135,13 @@ def check_settings(**settings):
     return check_run_settings(s)
 
 
-def _json_options(text):
-    import argparse
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError("not JSON (%s): %r" % (exc, text)) from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object {cell: {option: value}}, got %r"
-                                         % (text,))
-    return value
-
 
 def add_arguments(p):
     d = DEFAULTS
     p.add_argument("--cells", nargs="+", default=d["cells"], metavar="CELL",
                    help="cells to compare, space- or comma-separated (default: every registered "
                         "cell: %s)" % ", ".join(cells.names()))
-    p.add_argument("--cell-options", type=_json_options, default=d["cell_options"],
+    p.add_argument("--cell-options", type=json_object, default=d["cell_options"],
                    metavar="JSON",
                    help="per-cell options merged over the defaults %s, e.g. "
                         "'{\"indrnn\": {\"activation\": \"tanh\"}, \"lstm\": {\"forget_bias\": 1}}'"

@@ -35,7 +35,8 @@ __all__ = ["add_quick_argument", "apply_quick", "boolean", "selection", "complet
            "check_integers", "check_run_settings", "check_ltg_data", "add_run_arguments",
            "add_options", "FW_DEFAULTS", "add_fw_arguments", "check_fw_settings",
            "add_fw_common_arguments", "check_fw_common", "method_list", "start_run",
-           "RUN_KEYS", "CHECKPOINT_MINUTES", "run_state", "settings_tag", "WarningLog"]
+           "RUN_KEYS", "CHECKPOINT_MINUTES", "run_state", "settings_tag", "WarningLog",
+           "int_list", "json_object", "check_dataset_or_idx"]
 
 RUN_KEYS = ("resume", "checkpoint_minutes")
 """Settings of how a run is carried out, not of what it computes: accepted by every
@@ -367,3 +368,54 @@ def add_fw_common_arguments(p, d, methods, specs, quick):
                         "(default %(default)s)")
     add_options(p, d, ("scale", float, "std of every weight at init (default 1/sqrt(fan_in))"))
     add_run_arguments(p, d, quick, data_seed=None)
+
+
+# ------------------------------------------------------------------------------ small parsers
+def int_list(value, name, unique=False):
+    """A tuple of ints >= 0 from a sequence, an int or a comma-separated string ("0,1,2");
+    ``unique``: a value listed twice is a ValueError. Errors name ``name``."""
+    if isinstance(value, str):
+        parts = [v for v in value.replace(" ", "").split(",") if v]
+        try:
+            value = [int(v) for v in parts]
+        except ValueError:
+            raise ValueError("%s must be comma-separated integers, got %r" % (name, value)) \
+                from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    try:
+        out = tuple(_integer(v, name, 0) for v in value)
+    except TypeError as exc:
+        raise TypeError("%s must be a sequence of integers, got %r (%s)" % (name, value, exc)) \
+            from None
+    if not out:
+        raise ValueError("%s must name at least one value" % name)
+    if unique and len(set(out)) != len(out):
+        raise ValueError("%s lists a value twice: %r" % (name, out))
+    return out
+
+
+def json_object(text):
+    """argparse type: a JSON object such as ``{"lstm": {"forget_bias": 1}}`` (per-cell options)."""
+    import json
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("not JSON (%s): %r" % (exc, text)) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object {cell: {option: value}}, got %r"
+                                         % (text,))
+    return value
+
+
+def check_dataset_or_idx(s, datasets):
+    """``s["dataset"]`` is None or a name of ``datasets``, and not given together with
+    ``s["idx"]`` (MNIST from IDX files): ValueError naming the setting otherwise."""
+    if s["dataset"] is None:
+        return
+    if s["dataset"] not in datasets:
+        raise ValueError("dataset must be one of %s (or None: the bundled 8x8 digits), got %r"
+                         % (", ".join(datasets), s["dataset"]))
+    if s["idx"] is not None:
+        raise ValueError("give dataset or idx, not both (idx is MNIST from IDX files; "
+                         "dataset=%r a registry data set)" % s["dataset"])

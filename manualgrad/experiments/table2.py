@@ -64,7 +64,7 @@ from . import record as _record
 from .methods import OPTIMIZERS, check_jp_settings, drain_mean, fit_jp, jp_grad_fn, \
     stop_reason
 from .options import WarningLog, add_options, add_run_arguments, apply_quick, check_integers, \
-    check_run_settings, complete, run_state
+    check_dataset_or_idx, check_run_settings, complete, int_list, run_state
 from .plots import save_figure
 
 __all__ = ["DEFAULTS", "QUICK", "TINY", "TASKS", "DIGITS_TASKS", "MNIST_TASKS", "DATASETS",
@@ -125,26 +125,6 @@ TINY = dict(seeds=(0, 1), epochs=2, hidden=5, tasks=("seq_rows", "perm_rows"))
 
 
 # ------------------------------------------------------------------------------ settings
-def _int_list(value, name):
-    """A tuple of ints from a sequence or a comma-separated string ("0,1,2")."""
-    if isinstance(value, str):
-        parts = [v for v in value.replace(" ", "").split(",") if v]
-        try:
-            value = [int(v) for v in parts]
-        except ValueError:
-            raise ValueError("%s must be comma-separated integers, got %r" % (name, value)) \
-                from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    try:
-        out = tuple(_integer(v, name, 0) for v in value)
-    except TypeError as exc:
-        raise TypeError("%s must be a sequence of integers, got %r (%s)" % (name, value, exc)) \
-            from None
-    if not out:
-        raise ValueError("%s must name at least one value" % name)
-    return out
-
 
 def _name_list(value, name, valid):
     if isinstance(value, str):
@@ -168,25 +148,19 @@ def check_settings(**settings):
     s = complete(settings, DEFAULTS, "table2")
     if s["seed"] is not None:
         s["seeds"] = (_integer(s["seed"], "seed", 0),)
-    s["seeds"] = _int_list(s["seeds"], "seeds")
+    s["seeds"] = int_list(s["seeds"], "seeds")
     if len(set(s["seeds"])) != len(s["seeds"]):
         raise ValueError("seeds lists a seed twice: %r" % (s["seeds"],))
     s["seed"] = None
-    s["classes"] = _int_list(s["classes"], "classes")
+    s["classes"] = int_list(s["classes"], "classes")
     if len(s["classes"]) < 2:
         raise ValueError("classes must name at least 2 digits, got %r" % (s["classes"],))
     if s["idx"] is not None:
         if isinstance(s["idx"], bytes) or not isinstance(s["idx"], (str, os.PathLike)):
             raise TypeError("idx must be a folder path, got %r" % (s["idx"],))
         s["idx"] = os.fspath(s["idx"])
-    if s["dataset"] is not None:
-        if s["dataset"] not in DATASETS:
-            raise ValueError("dataset must be one of %s (or None: the bundled 8x8 digits), got "
-                             "%r" % (", ".join(DATASETS), s["dataset"]))
-        if s["idx"] is not None:
-            raise ValueError("give dataset or idx, not both (idx is MNIST from IDX files; "
-                             "dataset=%r a registry data set)" % s["dataset"])
-    elif s["n_train"] is not None or s["n_test"] is not None:
+    check_dataset_or_idx(s, DATASETS)
+    if s["dataset"] is None and (s["n_train"] is not None or s["n_test"] is not None):
         raise ValueError("n_train / n_test subsample a registry data set: give dataset too")
     check_integers(s, (("n_train", 1), ("n_test", 1)), allow_none=True)
     if s["tasks"] is None:
