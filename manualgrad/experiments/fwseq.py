@@ -103,9 +103,10 @@ DEFAULTS = dict(optimizer="all", task="both", idx=None, dataset=None, view="pixe
                 out="results/fwseq", progress=True, blas_threads=1)
 """Learning rates: chosen by a grid on a validation split of the 8x8 digits (docs/fwseq.md).
 ``dataset=None``: the bundled 8x8 digits (or ``idx``); ``view``: :data:`VIEWS`.
-``tbptt_k1=None``: ceil(T / 4) (T from :func:`steps`: 64 for the digits, 784 for MNIST pixels); ``tbptt_k2=None``: k1. ``fw_K``: K of
-``tbptt_fw``. ``scale=None``: weights N(0, 1/fan_in). ``max_train`` / ``max_test``: None (all),
-or a seeded random subset of that many examples (for MNIST on a CPU)."""
+``tbptt_k1=None``: ceil(T / 4) (T from :func:`steps`: 64 for the digits, 784 for MNIST
+pixels); ``tbptt_k2=None``: k1. ``fw_K``: K of ``tbptt_fw``. ``scale=None``: weights
+N(0, 1/fan_in). ``max_train`` / ``max_test``: None (all), or a seeded random subset of that many
+examples (for MNIST on a CPU)."""
 
 QUICK = dict(epochs=15)
 """``--quick``: 15 epochs of each method on both tasks."""
